@@ -1,0 +1,1 @@
+"""Benchmarks: each reports a ratio to a baseline measured in the same run."""

@@ -1,0 +1,381 @@
+"""Per-agent join state: dedup, event-time watermark, reward join, credit assignment.
+
+Pure and picklable; the Bytewax step in :mod:`dataflows.flow` feeds it events and the wall
+clock and turns what it returns into Kafka and Redis writes.
+
+Semantics (the README's "Rewards" section says the same in prose):
+
+* **Dedup.** An ``event_id`` seen within ``dedup_horizon`` counts once; the repeat is a
+  *duplicate*. A second ``DecisionMade`` for a known ``decision_id`` is a duplicate too.
+* **Watermark.** Events are buffered and applied in event-time order
+  ``(ts, type rank, event_id)`` once the agent's watermark passes them. The watermark is
+  ``min(max decision ts, max signal ts) - allowed_lateness`` once both streams have been
+  seen, so one topic read ahead of the other cannot make the other's events late; when the
+  agent and the process's whole input have been quiet for ``idle_watermark`` seconds of wall
+  time, it advances with the wall clock from the newest event seen (so idle streams still
+  close, and a backlog never turns into lateness). An event older
+  than the watermark on arrival, or older than the newest earlier event of its own Kafka
+  partition minus the allowed lateness, is *late*: counted, never applied. The partition
+  rule makes lateness independent of how fast each partition happens to be read.
+* **Join.** A decision is open for ``[ts, ts + window)``. Explicit feedback and terminal
+  signals (session_end, abandonment) close it when applied; otherwise the watermark passing
+  ``ts + window`` closes it, with the model's default reward if nothing came.
+* **Credit assignment.** A signal without ``decision_id`` goes to the latest decision of the
+  same agent and user whose window contains the signal's ts. If that decision is closed the
+  signal is late; if there is none (or the ``decision_id`` is unknown) the signal goes to the
+  DLQ as *unattributed*.
+
+Because events are applied in event-time order, the rewards, projections and policy versions
+are a function of the events alone, whatever the interleaving of topics and partitions
+(unless a stream stalls for longer than ``idle_watermark``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dataflows.learner import make_learner
+from dataflows.projections import Projections
+from dataflows.reward_model import RewardModel
+from schemas.events import (
+    DERIVED_NAMESPACE,
+    AgentUpserted,
+    DeadLetter,
+    DecisionMade,
+    EventBase,
+    FeedbackGiven,
+    PolicyRollbackRequested,
+    SignalObserved,
+    derived_id,
+)
+from schemas.kinds import TERMINAL_SIGNALS
+
+_RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "DecisionMade": 1,
+         "FeedbackGiven": 2, "SignalObserved": 2}
+_NS_SHA1 = hashlib.sha1(DERIVED_NAMESPACE.bytes)  # noqa: S324 - uuid5 is SHA-1 by definition
+
+
+def derived_str(*parts: object) -> str:
+    """``str(derived_id(*parts))``, computed without the UUID object and with the
+    namespace's SHA-1 state precomputed (the same uuid5, a few times cheaper).
+
+    >>> from schemas.events import derived_id
+    >>> derived_str("reward", "d1") == str(derived_id("reward", "d1"))
+    True
+    """
+    h = _NS_SHA1.copy()
+    h.update("/".join([str(p) for p in parts]).encode())
+    d = bytearray(h.digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x50  # version 5
+    d[8] = (d[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = d.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+#: Which watermark stream an event type belongs to.
+_STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "DecisionMade": "d",
+           "FeedbackGiven": "s", "SignalObserved": "s"}
+NEG_INF = -math.inf
+
+# Open decision record layout (a list keeps snapshots small and fast).
+_USER, _ACTION, _BUCKET, _TS, _TEMPLATE, _PROBE, _SUMS, _NSIG = range(8)
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    reward_model: RewardModel
+    window: float = 600.0
+    lateness: float = 0.5
+    idle: float | None = 0.5
+    dedup_horizon: float = 86400.0
+    history_length: int = 20
+    half_life: float = 7 * 86400.0
+    epsilon_floor: float = 0.02
+    epsilon_decay_count: float = 20.0
+    every_n_rewards: int = 1
+
+
+@dataclass
+class Emitted:
+    """What one call produced."""
+
+    rewards: list[dict[str, Any]] = field(default_factory=list)  # RewardComputed JSON
+    policies: list[dict[str, Any]] = field(default_factory=list)  # PolicyDocument JSON
+    dead: list[DeadLetter] = field(default_factory=list)
+    late: int = 0
+    duplicates: int = 0
+    joined: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.rewards or self.policies or self.dead or self.late or self.duplicates)
+
+
+#: topic, partition, offset[, newest event time before this one in its partition]
+Meta = tuple[Any, ...]
+
+
+class AgentState:
+    """Everything the dataflow keeps for one agent.
+
+    >>> from dataflows.reward_model import load_reward_model
+    >>> from schemas.events import DecisionMade, FeedbackGiven
+    >>> import uuid
+    >>> cfg = JoinConfig(load_reward_model(), idle=None)
+    >>> st = AgentState("default", "a1", cfg)
+    >>> d = DecisionMade(decision_id=uuid.uuid4(), agent_id="a1", user_id="u", action="x",
+    ...     propensity=0.5, explored=False, policy_version=0, bucket="*")
+    >>> f = FeedbackGiven(decision_id=d.decision_id, agent_id="a1", user_id="u",
+    ...     kind="thumbs", value=1.0, ts=d.ts)
+    >>> _ = st.ingest(d, (None, None, None), now=0.0)
+    >>> out = st.ingest(f, (None, None, None), now=0.0)
+    >>> out.rewards == []   # f is buffered until the watermark passes it
+    True
+    >>> out = st.drain()
+    >>> [(r["reward"], r["closed_by"]) for r in out.rewards], st.learner.version
+    ([(1.0, 'feedback')], 1)
+    """
+
+    def __init__(self, tenant: str, agent_id: str, cfg: JoinConfig) -> None:
+        self.tenant = tenant
+        self.agent_id = agent_id
+        self.cfg = cfg
+        self.seq = 0
+        self.pruned_at = 0
+        self.counts: dict[str, int] = {"in": 0, "duplicates": 0, "late": 0, "dlq": 0,
+                                       "decisions": 0, "joined": 0, "agents": 0, "rewards": 0}
+        self.seen: dict[int, float] = {}
+        self.buffer: list[tuple[float, int, str, EventBase, Meta]] = []
+        self.max_ts: dict[str, float] = {}
+        self.last_arrival = 0.0
+        self.wm = NEG_INF
+        self.clock: float | None = None
+        self.open: dict[str, list[Any]] = {}
+        self.deadlines: list[tuple[float, str]] = []
+        self.closed: dict[str, float] = {}
+        self.by_user: dict[str, list[tuple[float, str]]] = {}
+        self.template: str | None = None
+        self.learner = make_learner(  # algorithm follows the spec (AgentUpserted) when it comes
+            agent_id, tenant, None, epsilon_floor=cfg.epsilon_floor,
+            epsilon_decay_count=cfg.epsilon_decay_count, every_n_rewards=cfg.every_n_rewards)
+        self.proj = Projections(cfg.history_length, cfg.half_life)
+
+    # -- clocks ---------------------------------------------------------------------------
+    @property
+    def max_ts_any(self) -> float | None:
+        return max(self.max_ts.values()) if self.max_ts else None
+
+    def _watermark(self, now: float, input_last: float) -> float:
+        wm = self.wm
+        if "d" in self.max_ts and "s" in self.max_ts:
+            wm = max(wm, min(self.max_ts["d"], self.max_ts["s"]) - self.cfg.lateness)
+        top = self.max_ts_any
+        if self.cfg.idle is not None and top is not None:
+            idle_for = now - max(self.last_arrival, input_last)
+            if idle_for >= self.cfg.idle:
+                wm = max(wm, top + (idle_for - self.cfg.idle))
+        return wm
+
+    def notify_at(self, input_last: float = 0.0) -> float | None:
+        """Wall time at which the idle fallback would next release or close something,
+        if no input arrives before then (``input_last``: newest input of the process)."""
+        top = self.max_ts_any
+        if self.cfg.idle is None or top is None:
+            return None
+        due = [self.buffer[0][0]] if self.buffer else []
+        while self.deadlines and self.deadlines[0][1] not in self.open:
+            heapq.heappop(self.deadlines)
+        if self.deadlines:
+            due.append(self.deadlines[0][0])
+        if not due:
+            return None
+        return (max(self.last_arrival, input_last) + self.cfg.idle
+                + max(0.0, min(due) - top))
+
+    # -- input ----------------------------------------------------------------------------
+    def ingest(self, ev: EventBase, meta: Meta, now: float, input_last: float = 0.0,
+               out: Emitted | None = None) -> Emitted:
+        """Take one validated event that arrived at wall time ``now`` (what it produced is
+        added to ``out`` when given, and returned)."""
+        self.seq += 1
+        self.counts["in"] += 1
+        if out is None:
+            out = Emitted()
+        ts = ev.ts.timestamp()
+        key = ev.event_id.int
+        if key in self.seen:
+            self.counts["duplicates"] += 1
+            out.duplicates += 1
+            return out
+        part_clock = meta[3] if len(meta) > 3 else None
+        if ts < self.wm or (part_clock is not None and ts < part_clock - self.cfg.lateness):
+            self.counts["late"] += 1
+            out.late += 1
+            return out
+        self.seen[key] = ts
+        stream = _STREAM[ev.type]  # type: ignore[attr-defined]
+        self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), ts)
+        self.last_arrival = now
+        heapq.heappush(self.buffer, (ts, _RANK[ev.type], str(ev.event_id), ev, meta))  # type: ignore[attr-defined]
+        return self._release(self._watermark(now, input_last), out)
+
+    def advance(self, now: float, input_last: float = 0.0) -> Emitted:
+        """Move the watermark to wall time ``now`` and apply what it passes.
+
+        The wall clock only counts once both this agent and the process's whole input
+        (newest message at ``input_last``) have been quiet for ``idle`` seconds: a flow
+        working through a backlog never turns its own slowness into lateness.
+        """
+        return self._release(self._watermark(now, input_last))
+
+    def drain(self) -> Emitted:
+        """Apply everything buffered (end of input): the watermark moves to the newest ts."""
+        top = self.max_ts_any
+        return self._release(max(self.wm, top) if top is not None else self.wm)
+
+    def _release(self, wm: float, out: Emitted | None = None) -> Emitted:
+        if out is None:
+            out = Emitted()
+        if wm <= self.wm and not (self.buffer and self.buffer[0][0] <= wm):
+            return out
+        self.wm = max(self.wm, wm)
+        while True:
+            nxt_ev = self.buffer[0][0] if self.buffer else math.inf
+            while self.deadlines and self.deadlines[0][1] not in self.open:
+                heapq.heappop(self.deadlines)
+            nxt_dl = self.deadlines[0][0] if self.deadlines else math.inf
+            if nxt_dl <= nxt_ev and nxt_dl <= self.wm:
+                _, did = heapq.heappop(self.deadlines)
+                self.seq += 1
+                self._close(did, nxt_dl, "timeout", out)
+            elif nxt_ev <= self.wm:
+                ts, _, _, ev, meta = heapq.heappop(self.buffer)
+                self.seq += 1
+                self.clock = ts if self.clock is None else max(self.clock, ts)
+                self._apply(ev, ts, meta, out)
+            else:
+                break
+        if self.seq - self.pruned_at >= 512:
+            self.pruned_at = self.seq
+            self._prune()
+        return out
+
+    def _prune(self) -> None:
+        horizon = self.wm - self.cfg.dedup_horizon
+        if horizon == NEG_INF:
+            return
+        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        self.closed = {d: t for d, t in self.closed.items() if t >= horizon}
+        for user in list(self.by_user):
+            kept = [(t, d) for t, d in self.by_user[user] if t + self.cfg.window > self.wm]
+            if kept:
+                self.by_user[user] = kept
+            else:
+                del self.by_user[user]
+
+    # -- join -----------------------------------------------------------------------------
+    def _apply(self, ev: EventBase, ts: float, meta: Meta, out: Emitted) -> None:
+        if isinstance(ev, AgentUpserted):
+            self.counts["agents"] += 1
+            self.learner.set_spec(ev.spec)
+            self.template = ev.spec.template
+        elif isinstance(ev, PolicyRollbackRequested):
+            self.counts["agents"] += 1  # control events on the agents topic
+            self.learner.rollback(ev.policy, ts)
+            doc = self.learner.maybe_publish()
+            if doc is not None:
+                out.policies.append(doc)
+        elif isinstance(ev, DecisionMade):
+            did = str(ev.decision_id)
+            if did in self.open or did in self.closed:
+                self.counts["duplicates"] += 1
+                out.duplicates += 1
+                return
+            self.counts["decisions"] += 1
+            probe = (ev.probe.trait, ev.probe.delta) if ev.probe is not None else None
+            self.open[did] = [ev.user_id, ev.action, ev.bucket, ts,
+                              ev.template or self.template, probe, {}, 0]
+            heapq.heappush(self.deadlines, (ts + self.cfg.window, did))
+            self.by_user.setdefault(ev.user_id, []).append((ts, did))
+        elif isinstance(ev, FeedbackGiven | SignalObserved):
+            self._join(ev, ts, meta, out)
+
+    def _target(self, ev: FeedbackGiven | SignalObserved, ts: float) -> tuple[str | None, str]:
+        if ev.decision_id is not None:
+            did = str(ev.decision_id)
+            if did in self.open:
+                return did, "open"
+            if did in self.closed:
+                return did, "closed"
+            return None, "unknown decision_id (never seen, or older than the dedup horizon)"
+        best: tuple[float, str] | None = None
+        for dts, did in self.by_user.get(ev.user_id, ()):
+            if dts <= ts < dts + self.cfg.window and (best is None or dts >= best[0]):
+                best = (dts, did)
+        if best is None:
+            return None, "unattributed: no decision of this agent and user within the window"
+        return best[1], "open" if best[1] in self.open else "closed"
+
+    def _join(self, ev: FeedbackGiven | SignalObserved, ts: float, meta: Meta,
+              out: Emitted) -> None:
+        did, status = self._target(ev, ts)
+        if did is None:
+            self.counts["dlq"] += 1
+            out.dead.append(DeadLetter(
+                event_id=derived_id("dlq", ev.event_id), tenant=self.tenant, ts=ev.ts,
+                reason=status, step="reward_join", topic=meta[0], partition=meta[1],
+                offset=meta[2], payload=ev.model_dump_json()[:2000]))
+            return
+        if status == "closed":
+            self.counts["late"] += 1
+            out.late += 1
+            return
+        rec = self.open[did]
+        sums: dict[str, list[float]] = rec[_SUMS]
+        acc = sums.setdefault(ev.kind, [0.0, 0])
+        acc[0] += self.cfg.reward_model.component(ev.kind, ev.value)
+        acc[1] += 1
+        rec[_NSIG] += 1
+        self.counts["joined"] += 1
+        out.joined += 1
+        if isinstance(ev, FeedbackGiven):
+            self._close(did, ts, "feedback", out)
+        elif ev.kind in TERMINAL_SIGNALS:
+            self._close(did, ts, "terminal", out)
+
+    def _close(self, did: str, close_ts: float, closed_by: str, out: Emitted) -> None:
+        rec = self.open.pop(did)
+        model = self.cfg.reward_model
+        reward, parts = model.reward({k: (v[0], int(v[1])) for k, v in rec[_SUMS].items()})
+        self.closed[did] = rec[_TS]
+        self.clock = close_ts if self.clock is None else max(self.clock, close_ts)
+        self.counts["rewards"] += 1
+        probe = rec[_PROBE]
+        out.rewards.append({
+            "event_id": derived_str("reward", did), "tenant": self.tenant,
+            "ts": datetime.fromtimestamp(close_ts, UTC).isoformat(), "schema_version": 1,
+            "type": "RewardComputed", "decision_id": did, "agent_id": self.agent_id,
+            "user_id": rec[_USER], "action": rec[_ACTION], "bucket": rec[_BUCKET],
+            "decision_ts": datetime.fromtimestamp(rec[_TS], UTC).isoformat(),
+            "reward": reward, "components": parts, "closed_by": closed_by,
+            "n_signals": rec[_NSIG], "reward_model_version": model.version,
+            "probe": {"trait": probe[0], "delta": probe[1]} if probe else None,
+            "template": rec[_TEMPLATE],
+        })
+        self.proj.apply(user_id=rec[_USER], decision_id=did, action=rec[_ACTION],
+                        bucket=rec[_BUCKET], reward=reward, engaged=rec[_NSIG] > 0,
+                        close_ts=close_ts)
+        self.learner.update(rec[_BUCKET], rec[_ACTION], reward, close_ts, probe=probe)
+        doc = self.learner.maybe_publish()
+        if doc is not None:
+            out.policies.append(doc)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("cfg", None)  # configuration is re-attached on restore, not snapshotted
+        return state
+

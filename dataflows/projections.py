@@ -1,0 +1,143 @@
+"""Per-agent projections: summary, windowed aggregates, relationships, behaviour history.
+
+Pure and picklable. Every closed reward is applied in close order (close times never go
+backwards, see :mod:`dataflows.agent_state`), so the result is a function of the events
+alone. Windows are bucketed by close time; a window is the sum of its buckets up to the
+agent's event-time clock (:func:`schemas.projections.window_totals`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.projections import WINDOWS, window_totals
+
+#: ts -> ISO string of window bounds: every snapshot formats the same few bucket boundaries.
+_ISO: dict[float, str] = {}
+
+
+def iso(ts: float) -> str:
+    """``datetime.fromtimestamp(ts, UTC).isoformat()``, memoized (for values that repeat)."""
+    s = _ISO.get(ts)
+    if s is None:
+        if len(_ISO) >= 200_000:
+            _ISO.clear()
+        s = _ISO[ts] = datetime.fromtimestamp(ts, UTC).isoformat()
+    return s
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+class Projections:
+    """Projection state of one agent.
+
+    >>> p = Projections(history_length=2, half_life=3600.0)
+    >>> p.apply(user_id="u", decision_id="d1", action="a", bucket="*", reward=1.0,
+    ...         engaged=True, close_ts=7200.0)
+    >>> p.apply(user_id="u", decision_id="d2", action="b", bucket="*", reward=-0.5,
+    ...         engaged=False, close_ts=10800.0)
+    >>> p.interactions, p.reward_sum, round(p.relationships["u"][2], 3)
+    (2, 0.5, 0.0)
+    >>> p.docs(as_of=10800.0)["1h"]["count"]
+    1
+    """
+
+    def __init__(self, history_length: int = 20, half_life: float = 7 * 86400.0) -> None:
+        self.history_length = history_length
+        self.half_life = half_life
+        self.interactions = 0
+        self.reward_sum = 0.0
+        self.last_reward_ts: float | None = None
+        #: window -> bucket start -> [count, positive, negative, reward_sum, engaged]
+        self.windows: dict[str, dict[int, list[float]]] = {w: {} for w in WINDOWS}
+        #: user -> [interactions, reward_sum, strength, last_ts]
+        self.relationships: dict[str, list[float]] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=history_length)
+        #: action -> [count, success]
+        self.per_action: dict[str, list[int]] = {}
+        #: bucket -> action -> [count, success]
+        self.per_bucket: dict[str, dict[str, list[int]]] = {}
+        self.touched_users: set[str] = set()
+
+    def apply(
+        self,
+        *,
+        user_id: str,
+        decision_id: str,
+        action: str,
+        bucket: str,
+        reward: float,
+        engaged: bool,
+        close_ts: float,
+    ) -> None:
+        """Fold one closed reward into every projection."""
+        self.interactions += 1
+        self.reward_sum += reward
+        self.last_reward_ts = close_ts
+        row_add = [1, 1 if reward > 0 else 0, 1 if reward < 0 else 0, reward, 1 if engaged else 0]
+        for w, (length, width) in WINDOWS.items():
+            start = int(close_ts) // width * width
+            row = self.windows[w].setdefault(start, [0, 0, 0, 0.0, 0])
+            for i, v in enumerate(row_add):
+                row[i] += v
+            horizon = start - length
+            stale = [s for s in self.windows[w] if s < horizon]
+            for s in stale:
+                del self.windows[w][s]
+        rel = self.relationships.get(user_id)
+        if rel is None:
+            rel = self.relationships[user_id] = [0, 0.0, 0.0, close_ts]
+        decay = math.pow(0.5, max(0.0, close_ts - rel[3]) / self.half_life)
+        rel[0] += 1
+        rel[1] += reward
+        rel[2] = rel[2] * decay + reward
+        rel[3] = close_ts
+        self.touched_users.add(user_id)
+        success = 1 if reward > 0 else 0
+        self.recent.append({"decision_id": decision_id, "action": action, "bucket": bucket,
+                            "reward": reward, "ts": _iso(close_ts)})
+        pa = self.per_action.setdefault(action, [0, 0])
+        pa[0] += 1
+        pa[1] += success
+        pb = self.per_bucket.setdefault(bucket, {}).setdefault(action, [0, 0])
+        pb[0] += 1
+        pb[1] += success
+
+    def relationship_doc(self, user_id: str) -> dict[str, Any]:
+        n, total, strength, last = self.relationships[user_id]
+        return {"user_id": user_id, "interactions": int(n),
+                "mean_reward": round(total / n, 9) if n else 0.0,
+                "strength": round(strength, 9), "last_ts": _iso(last)}
+
+    def docs(self, as_of: float, full: bool = True) -> dict[str, Any]:
+        """JSON-able documents: ``summary`` fields and, when ``full``, one per window and
+        ``history``."""
+        out: dict[str, Any] = {
+            "interactions": self.interactions,
+            "mean_reward": round(self.reward_sum / self.interactions, 9)
+            if self.interactions else 0.0,
+            "last_reward_at": _iso(self.last_reward_ts),
+        }
+        if not full:
+            return out
+        for w, buckets in self.windows.items():
+            agg = window_totals(w, buckets, as_of, iso)
+            agg["buckets"] = {str(s): row for s, row in sorted(buckets.items())}
+            out[w] = agg
+        out["history"] = {
+            "recent": list(self.recent),
+            "per_action": {a: {"count": c, "success": s} for a, (c, s) in self.per_action.items()},
+            "per_bucket": {b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
+                           for b, acts in self.per_bucket.items()},
+        }
+        return out
+
+    def take_touched_users(self) -> list[str]:
+        users = sorted(self.touched_users)
+        self.touched_users.clear()
+        return users

@@ -1,0 +1,219 @@
+"""Run the dataflow against Kafka and Redis with Bytewax recovery.
+
+``python -m dataflows.run [-w WORKERS]`` creates the recovery store if needed and runs
+``python -m bytewax.run "dataflows.run:get_flow()" -r DIR -s SECS -b 0``. Settings come from
+the environment (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxKafkaPartition
+from bytewax.dataflow import Dataflow
+from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka import TopicPartition
+
+from dataflows.flow import build_flow
+from dataflows.metrics import POSITIONS, flow_metrics
+from dataflows.sinks import RedisProjectionSink, TimedKafkaSink
+from schemas.settings import Settings, get_settings
+
+log = logging.getLogger("rewardflow.dataflow")
+_PARTITION_EOF = ConfluentKafkaError._PARTITION_EOF  # noqa: SLF001
+
+
+class _Msg:
+    """The fields of a consumed message the parse step reads (a ``KafkaSourceMessage``
+    costs several C calls and a dataclass ``__init__`` per message)."""
+
+    __slots__ = ("key", "value", "topic", "partition", "offset")
+
+    def __init__(self, key: bytes | None, value: bytes | None, topic: str, partition: int,
+                 offset: int) -> None:
+        self.key, self.value, self.topic, self.partition, self.offset = (
+            key, value, topic, partition, offset)
+
+
+class _LeanKafkaPartition(_BytewaxKafkaPartition):
+    """Bytewax's Kafka source partition (same consumer, offsets, snapshots and resume),
+    emitting :class:`_Msg` for good messages. Errors are handled exactly as Bytewax does."""
+
+    def next_batch(self) -> list[Any]:
+        if self._eof:
+            raise StopIteration()
+        msgs = self._consumer.consume(self._batch_size, 0.001)
+        batch: list[Any] = []
+        append = batch.append
+        topic, part = self._topic, self._part_idx
+        last_offset = None
+        for msg in msgs:
+            error = msg.error()
+            offset = msg.offset()
+            if error is None:
+                append(_Msg(msg.key(), msg.value(), topic, part, offset))  # type: ignore[arg-type]
+            else:
+                if error.code() == _PARTITION_EOF:
+                    self._eof = True  # emit this batch, stop at the next call
+                    break
+                if error.code() < 0:
+                    # Client-side and transient (broker down, transport): not input, and its
+                    # offset is not a position. librdkafka reconnects by itself.
+                    log.warning("kafka %s[%s]: %s", topic, part, error)
+                    continue
+                if self._raise_on_errors:
+                    err_msg = f"error consuming from Kafka topic `{self._topic!r}`: {error}"
+                    raise RuntimeError(err_msg)
+                append(KafkaError(error, KafkaSourceMessage(
+                    key=msg.key(), value=msg.value(), topic=msg.topic(),
+                    headers=msg.headers() or [],  # type: ignore[arg-type]
+                    latency=msg.latency(), offset=offset,
+                    partition=msg.partition(), timestamp=msg.timestamp())))
+            last_offset = offset
+        if last_offset is not None:
+            self._offset = last_offset + 1
+        return batch
+
+
+class LeanKafkaSource(KafkaSource):
+    """:class:`KafkaSource` with :class:`_LeanKafkaPartition` partitions (same part names,
+    configuration and recovery state)."""
+
+    def list_parts(self) -> list[str]:
+        """Kafka partitions, listed with the broker address only (consumer-only settings
+        such as ``auto.offset.reset`` make the admin client warn)."""
+        from bytewax.connectors.kafka import _list_parts
+        from confluent_kafka.admin import AdminClient
+
+        client = AdminClient({"bootstrap.servers": ",".join(self._brokers)})
+        return list(_list_parts(client, self._topics))
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None
+                   ) -> _LeanKafkaPartition:
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            msg = "Can't resume from different set of Kafka topics"
+            raise AssertionError(msg)
+        config = {
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+        }
+        config.update(self._add_config)
+        return _LeanKafkaPartition(step_id, config, topic, int(idx), self._starting_offset,
+                                   resume_state, self._batch_size, self._raise_on_errors)
+
+
+def _lag_monitor(settings: Settings, interval: float = 5.0) -> None:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": "rewardflow-lag-monitor", "enable.auto.commit": False})
+    gauge = flow_metrics().consumer_lag
+    while True:
+        for (topic, part), pos in list(POSITIONS.items()):
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, part), timeout=2)
+                gauge.labels(topic, str(part)).set(max(0, high - pos))
+            except Exception:  # noqa: BLE001 - a metric must never kill the flow
+                log.debug("lag lookup failed for %s/%s", topic, part)
+        time.sleep(interval)
+
+
+#: Generation-0 threshold of the cyclic GC in the flow process (CPython's default is 700).
+#: The flow allocates a few hundred short-lived objects per event and creates almost no
+#: cycles, so default-frequency collections (which also walk every agent's state in the
+#: older generations) cost ~25% of the flow's CPU. ``RF_DATAFLOW_GC_THRESHOLD=0`` keeps
+#: Python's defaults.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what startup allocated (modules, schemas) and collect far less often."""
+    import gc
+
+    raw = os.environ.get("RF_DATAFLOW_GC_THRESHOLD", "")
+    gen0 = int(raw) if raw.strip() else GC_THRESHOLD[0]
+    if gen0 <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(gen0, *GC_THRESHOLD[1:])
+
+
+def get_flow() -> Dataflow:
+    """The production dataflow (entry point for ``bytewax.run``)."""
+    settings = get_settings()
+    if settings.log_json:
+        from schemas.logjson import configure_logging
+
+        configure_logging(settings.log_level, static={"service": "dataflow"})
+    if not settings.kafka_bootstrap_servers or not settings.redis_url:
+        msg = "KAFKA_BOOTSTRAP_SERVERS and REDIS_URL must be set to run the dataflow"
+        raise RuntimeError(msg)
+    from prometheus_client import start_http_server
+
+    proc = int(os.environ.get("BYTEWAX_PROCESS_ID", "0") or 0)
+    try:
+        start_http_server(settings.dataflow_metrics_port + proc, addr="127.0.0.1"
+                          if settings.gateway_host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
+                          registry=flow_metrics().registry)
+    except OSError as exc:
+        log.warning("metrics port %s busy: %s", settings.dataflow_metrics_port + proc, exc)
+    threading.Thread(target=_lag_monitor, args=(settings,), daemon=True).start()
+    # A position past the end of the log (a restarted in-memory broker, a truncated topic)
+    # restarts from the earliest offset: replayed events are dropped as duplicates or late,
+    # while skipping to the end would lose whatever was produced since.
+    source = LeanKafkaSource([settings.kafka_bootstrap_servers], list(settings.topics.inputs),
+                             tail=True, batch_size=settings.dataflow_batch_size,
+                             raise_on_errors=False,
+                             add_config={"auto.offset.reset": "earliest"})
+    flow = build_flow(
+        source,
+        TimedKafkaSink(settings.kafka_bootstrap_servers),
+        RedisProjectionSink(settings.redis_url, settings.keys, settings.projection_ttl_seconds),
+        settings,
+    )
+    tune_gc()
+    return flow
+
+
+def ensure_recovery_store(path: Path, partitions: int = 1) -> None:
+    """Create a Bytewax recovery store at ``path`` unless one exists."""
+    if path.exists() and any(path.iterdir()):
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)],
+                   check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-w", "--workers", type=int, default=1,
+                        help="worker threads in this process (prefer processes, see README)")
+    parser.add_argument("--no-recovery", action="store_true")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    cmd = [sys.executable, "-m", "bytewax.run", "dataflows.run:get_flow()",
+           "-w", str(args.workers)]
+    if not args.no_recovery:
+        store = Path(settings.recovery_dir)
+        ensure_recovery_store(store)
+        cmd += ["-r", str(store), "-s", str(max(1, round(settings.snapshot_seconds))), "-b", "0"]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Settings shared by every rewardflow process, read from the environment (prefix ``RF_``).
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` are also read without the prefix, as the
+README documents. Build settings with :func:`get_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.keys import Keys
+from schemas.topics import Topics
+
+
+class Settings(BaseSettings):
+    """rewardflow configuration.
+
+    >>> s = Settings(topic_prefix="t1", key_prefix="k1")
+    >>> s.topics.signals, s.keys.policy("default", "a")
+    ('t1.signals', 'k1:{default:a}:policy')
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RF_", extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "RF_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="", validation_alias=AliasChoices("REDIS_URL", "RF_REDIS_URL")
+    )
+    topic_prefix: str = "rewardflow"
+    topic_partitions: int = Field(default=2, ge=1)
+    key_prefix: str = "rf"
+    default_tenant: str = "default"
+
+    # Reward join (event time).
+    reward_window_seconds: float = Field(default=600.0, gt=0)
+    allowed_lateness_seconds: float = Field(default=0.25, ge=0)
+    idle_watermark_seconds: float | None = Field(default=0.25, gt=0)
+    dedup_horizon_seconds: float = Field(default=86400.0, gt=0)
+    reward_model_path: str | None = None
+
+    # Projections.
+    projection_ttl_seconds: int = Field(default=30 * 86400, gt=0)
+    history_length: int = Field(default=20, ge=1, le=1000)
+    relationship_half_life_seconds: float = Field(default=7 * 86400.0, gt=0)
+
+    # Learner.
+    epsilon_floor: float = Field(default=0.02, ge=0, le=1)
+    epsilon_decay_count: float = Field(default=20.0, gt=0)
+    policy_every_n_rewards: int = Field(default=1, ge=1)
+
+    # Dataflow runtime.
+    recovery_dir: str = "var/recovery"
+    snapshot_seconds: int = Field(default=5, ge=1)
+    dataflow_metrics_port: int = 9108
+    dataflow_batch_size: int = Field(default=1000, ge=1)
+
+    # Logging: one JSON object per line (schemas.logjson) unless turned off.
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    # Gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    auth_enabled: bool = False
+    policy_cache_seconds: float = Field(default=0.25, ge=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

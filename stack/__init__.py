@@ -1,0 +1,1 @@
+"""Local process management: the embedded broker, Redis, and the `make run` launcher."""

