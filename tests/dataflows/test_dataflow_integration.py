@@ -84,13 +84,17 @@ def test_rollback_request_is_published_by_the_learner_as_its_next_version(
     spec = AgentSpec(persona={"name": "A"}, actions=["x", "y"])
     produce(s.kafka_bootstrap_servers, [(s.topics.agents, AgentUpserted(agent_id="rb",
                                                                       spec=spec))])
-    for action, value in (("y", 1.0), ("x", 1.0), ("y", -1.0)):
+    # One feedback per version: the learner publishes at most one version per batch, so
+    # each step waits for its version before the next is produced (a slow start must not
+    # fold all three into one batch).
+    for step, (action, value) in enumerate((("y", 1.0), ("x", 1.0), ("y", -1.0)), start=1):
         d = _decision("rb", action)
         produce(s.kafka_bootstrap_servers, [
             (s.topics.decisions, d),
             (s.topics.signals, FeedbackGiven(decision_id=d.decision_id, agent_id="rb",
                                              user_id="u1", kind="thumbs", value=value))])
-    wait_until(lambda: (p := _policy(redis_client, s, "rb")) and p["version"] >= 3, 15)
+        wait_until(lambda n=step: (p := _policy(redis_client, s, "rb")) and p["version"] >= n,
+                   30)
     v1 = PolicyDocument.model_validate_json(
         redis_client.hget(s.keys.policy_history("default", "rb"), "1"))
     assert v1.buckets["*"].values == {"y": 1.0}
