@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.deps import StateDep
 from gateway.models import JSONBytes
@@ -51,5 +53,10 @@ async def readyz(state: StateDep) -> JSONBytes:
                 "example": "rewardflow_gateway_decisions_total{action=\"reply\","
                            "explored=\"false\"} 12.0\n"}}}})
 async def metrics(state: StateDep) -> Response:
-    """Prometheus metrics of this gateway process."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of the gateway: every uvicorn worker's, summed, in multiprocess mode."""
+    registry = state.metrics.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several workers share the port: whichever answers the scrape reports them all.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
