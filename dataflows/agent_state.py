@@ -282,6 +282,8 @@ class AgentState:
         if isinstance(ev, AgentUpserted):
             self.counts["agents"] += 1
             self.learner.set_spec(ev.spec)
+            if ev.prior is not None:  # the template's population prior (gateway, new agent)
+                self.learner.set_prior(ev.prior)
             self.template = ev.spec.template
         elif isinstance(ev, PolicyRollbackRequested):
             self.counts["agents"] += 1  # control events on the agents topic

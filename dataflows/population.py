@@ -28,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from schemas.priors import Archetype, PriorDocument
+from schemas.priors import Archetype, PriorDocument, unblend
 
 Table = dict[str, dict[str, tuple[float, int]]]
+
+#: Agents on which the number of archetypes is chosen (the final fit uses all of them).
+SAMPLE = 600
 
 
 class Population:
@@ -68,16 +71,27 @@ class Population:
         self.refit_every = refit_every
         self.tables: dict[str, Table] = {}
         self.updates_since_fit = 0
+        #: table updates absorbed in all (the version of the next fit: monotonic, and the
+        #: same when the input is replayed from the start)
+        self.observed = 0
         self.version = 0
 
-    def observe(self, agent_id: str, buckets: dict[str, Any]) -> None:
-        """Take the ``buckets`` block of an agent's policy document (values and counts)."""
+    def observe(self, agent_id: str, buckets: dict[str, Any],
+                unblended: Table | None = None, count: int = 1) -> None:
+        """Take the ``buckets`` block of an agent's policy document (values and counts).
+
+        ``unblended``: the agent's own means when its published values are blended with a
+        prior (:func:`own_table`); they replace the published values cell by cell.
+        ``count``: how many published documents this newest one stands for (the others
+        were superseded before they arrived here); it advances :attr:`observed`.
+        """
         table: Table = {}
         for b, bp in buckets.items():
             vals = bp.get("values", {})
             counts = bp.get("counts", {})
-            table[b] = {a: (float(v), int(counts.get(a, 0))) for a, v in vals.items()
-                        if counts.get(a, 0) > 0}
+            own = (unblended or {}).get(b, {})
+            table[b] = {a: (own[a][0] if a in own else float(v), int(counts.get(a, 0)))
+                        for a, v in vals.items() if counts.get(a, 0) > 0}
             for a in vals:
                 if a not in self.actions:
                     self.actions.append(a)
@@ -85,10 +99,27 @@ class Population:
         self.tables[agent_id] = table
         if len(self.tables) > self.max_agents:
             del self.tables[next(iter(self.tables))]
-        self.updates_since_fit += 1
+        self.updates_since_fit += count
+        self.observed += count
+
+    def remove(self, agent_id: str) -> None:
+        """Forget an agent (it moved to another template)."""
+        if self.tables.pop(agent_id, None) is not None:
+            self.updates_since_fit += 1
+            self.observed += 1
 
     def due(self) -> bool:
         return self.updates_since_fit >= self.refit_every
+
+    def snapshot(self) -> Population:
+        """A copy that later :meth:`observe` calls do not change (tables are replaced, never
+        edited in place, so copying the outer dict is enough: cheap for Bytewax snapshots).
+        """
+        new = Population.__new__(Population)
+        new.__dict__.update(self.__dict__)
+        new.actions = list(self.actions)
+        new.tables = dict(self.tables)
+        return new
 
     def _cells(self) -> list[tuple[str, str]]:
         buckets = sorted({b for t in self.tables.values() for b in t})
@@ -122,19 +153,26 @@ class Population:
         """Cluster the agents and return the template's prior document."""
         agents, cells, x = self.matrix()
         self.updates_since_fit = 0
-        self.version += 1
+        self.version = max(self.version, self.observed)
         if len(agents) == 0:
             return PriorDocument(tenant=self.tenant, template=self.template,
                                  version=self.version, actions=self.actions,
                                  strength=strength, explanation="no agent has enough rewards")
-        best_k, best_labels, best_sil = 1, np.zeros(len(agents), dtype=int), -1.0
-        for k in range(2, min(max_k, len(agents) - 1) + 1):
-            labels, _ = kmeans(x, k, seed=seed)
-            sil = silhouette(x, labels)
+        # k is chosen on a seeded sample of at most SAMPLE agents (a fit stays well under a
+        # second with thousands of agents), then the chosen k is fitted on all of them.
+        xs = x
+        if len(x) > SAMPLE:
+            xs = x[np.random.default_rng(seed).choice(len(x), SAMPLE, replace=False)]
+        best_k, best_labels, best_sil = 1, np.zeros(len(xs), dtype=int), -1.0
+        for k in range(2, min(max_k, len(xs) - 1) + 1):
+            labels, _ = kmeans(xs, k, seed=seed)
+            sil = silhouette(xs, labels, seed=seed)
             if sil > best_sil:
                 best_k, best_labels, best_sil = k, labels, sil
         if best_sil < min_silhouette:
             best_k, best_labels = 1, np.zeros(len(agents), dtype=int)
+        elif len(xs) < len(x):
+            best_labels, _ = kmeans(x, best_k, seed=seed, n_init=2)
         archetypes: list[Archetype] = []
         order = sorted(range(best_k), key=lambda c: (-int((best_labels == c).sum()), c))
         for rank, c in enumerate(order):
@@ -193,19 +231,69 @@ def kmeans(
     return best
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette coefficient (Euclidean); 0 when there is a single cluster."""
+def silhouette(x: np.ndarray, labels: np.ndarray, max_points: int = 1000,
+               seed: int = 0) -> float:
+    """Mean silhouette coefficient (Euclidean); 0 when there is a single cluster.
+
+    Distances come from the Gram matrix (``n x n`` memory, not ``n x n x cells``); above
+    ``max_points`` agents a seeded sample of that many is scored.
+
+    >>> x = np.array([[0.0], [0.1], [5.0], [5.1]])
+    >>> round(silhouette(x, np.array([0, 0, 1, 1])), 2)
+    0.98
+    """
+    if len(np.unique(labels)) < 2:
+        return 0.0
+    if len(x) > max_points:
+        pick = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
+        x, labels = x[pick], labels[pick]
     ks = np.unique(labels)
     if len(ks) < 2:
         return 0.0
-    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
-    s = np.zeros(len(x))
-    for i in range(len(x)):
-        own = labels == labels[i]
-        a = d[i, own].sum() / max(own.sum() - 1, 1)
-        b = min(d[i, labels == k].mean() for k in ks if k != labels[i])
-        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    sq = (x * x).sum(axis=1)
+    d = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0, None))
+    onehot = (labels[:, None] == ks[None, :]).astype(float)
+    sizes = onehot.sum(axis=0)
+    sums = d @ onehot  # (points, clusters): summed distance to each cluster
+    own = (labels[:, None] == ks[None, :])
+    a = (sums * own).sum(axis=1) / np.maximum((sizes[None, :] * own).sum(axis=1) - 1, 1)
+    mean_other = np.where(own, np.inf, sums / sizes[None, :])
+    b = mean_other.min(axis=1)
+    top = np.maximum(a, b)
+    s = np.divide(b - a, top, out=np.zeros(len(x)), where=top > 0)
     return float(s.mean())
+
+
+def own_table(buckets: dict[str, Any], evidence: dict[str, Any],
+              prior: PriorDocument | None) -> Table | None:
+    """An agent's own mean per (bucket, action) behind values its learner blended with
+    ``prior`` (the document's ``evidence`` names the prior version and the archetype
+    weights); ``None`` when the values are not blended with this prior.
+
+    >>> doc = PriorDocument(template="t", version=3, strength=4.0, archetypes=[
+    ...     Archetype(name="arch0", size=1, values={"*": {"a": 0.5}})])
+    >>> b = {"*": {"values": {"a": 0.1}, "counts": {"a": 4}}}
+    >>> own_table(b, {"prior.version": 3.0, "prior.weight.arch0": 1.0}, doc)
+    {'*': {'a': (-0.3, 4)}}
+    >>> own_table(b, {"prior.version": 2.0, "prior.weight.arch0": 1.0}, doc) is None
+    True
+    """
+    if prior is None or evidence.get("prior.version") != float(prior.version):
+        return None
+    w = [float(evidence.get(f"prior.weight.{a.name}", 0.0)) for a in prior.archetypes]
+    if sum(w) <= 0.0:
+        return None
+    out: Table = {}
+    for b, bp in buckets.items():
+        counts = bp.get("counts", {})
+        row: dict[str, tuple[float, int]] = {}
+        for a, v in bp.get("values", {}).items():
+            n = int(counts.get(a, 0))
+            if n > 0:
+                own = unblend(float(v), n, prior.value(b, a, w), prior.strength)
+                row[a] = (round(own, 6), n)
+        out[b] = row
+    return out
 
 
 def population_step(pop: Population | None, item: tuple[str, str, str, dict[str, Any]],

@@ -114,6 +114,10 @@ class RewardflowClient:
         data = self._request("GET", f"/v1/agents/{agent_id}/policy/versions").json()
         return list(data["versions"])
 
+    def prior(self, template: str) -> dict[str, Any]:
+        """The template's population prior (``GET /v1/templates/{template}/prior``)."""
+        return dict(self._request("GET", f"/v1/templates/{template}/prior").json())
+
     def projection(self, agent_id: str, window: str = "1h") -> dict[str, Any]:
         resp = self._request(
             "GET", f"/v1/agents/{agent_id}/projection", params={"window": window}

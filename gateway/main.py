@@ -23,7 +23,16 @@ from gateway.fastpath import DecideFastPath
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.models import JSONBytes
 from gateway.producer import KafkaUnavailable
-from gateway.routers import admin, agents, decisions, health, policies, projections, signals
+from gateway.routers import (
+    admin,
+    agents,
+    decisions,
+    health,
+    policies,
+    priors,
+    projections,
+    signals,
+)
 from gateway.state import AppState
 from schemas.settings import Settings, get_settings
 
@@ -132,7 +141,7 @@ def create_app(settings: Settings | None = None, *, decide_fast_path: bool = Tru
     app.state.rf = state
 
     for r in (decisions.router, agents.router, signals.router, policies.router,
-              projections.router, admin.router, health.router):
+              priors.router, projections.router, admin.router, health.router):
         app.include_router(r)
 
     @app.exception_handler(RedisConnectionError)

@@ -6,6 +6,7 @@ All Redis IO of the gateway goes through here so that routers stay thin.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
@@ -21,9 +22,12 @@ from gateway.plan import DecisionPlan
 from gateway.producer import EventProducer
 from gateway.rules import CompileRules, default_rules, rules_to_json
 from schemas.agent import AgentSpec
-from schemas.policy import PolicyDocument
+from schemas.policy import BucketPolicy, PolicyDocument
+from schemas.priors import PriorDocument, archetype_weights, prior_tables
 from schemas.projections import History
 from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 5.0
 
@@ -80,12 +84,42 @@ class RulesEntry:
     expires: float
 
 
-def initial_policy(tenant: str, agent_id: str, spec: AgentSpec) -> PolicyDocument:
+def initial_policy(tenant: str, agent_id: str, spec: AgentSpec,
+                   prior: PriorDocument | None = None) -> PolicyDocument:
+    """Version 0 of an agent's policy: the spec's traits, and, when its template has a
+    population prior, the prior's values (archetypes weighted by their population shares),
+    so the agent's very first decisions already use what the population learned.
+
+    >>> from schemas.priors import Archetype
+    >>> spec = AgentSpec.model_validate({"persona": {"name": "x"}, "actions": ["a", "b"],
+    ...                                  "template": "t", "epsilon": 0.1})
+    >>> prior = PriorDocument(template="t", version=7, actions=["a", "b"], archetypes=[
+    ...     Archetype(name="arch0", size=3, values={"*": {"a": 0.6, "b": -0.2}}),
+    ...     Archetype(name="arch1", size=1, values={"*": {"a": -0.6, "b": 0.6}})])
+    >>> doc = initial_policy("default", "ag", spec, prior)
+    >>> doc.buckets["*"].values, doc.buckets["*"].counts, doc.evidence["prior.version"]
+    ({'a': 0.3, 'b': 0.0}, {}, 7.0)
+    >>> initial_policy("default", "ag", spec).buckets
+    {}
+    """
+    buckets: dict[str, BucketPolicy] = {}
+    evidence: dict[str, float] = {}
+    explanation = "initial policy"
+    if prior is not None and prior.archetypes:
+        tables = prior_tables(prior, actions=spec.actions)
+        buckets = {b: BucketPolicy(values=vals, epsilon=spec.epsilon if spec.explore else 0.0)
+                   for b, vals in tables.items()}
+        if buckets:
+            evidence["prior.version"] = float(prior.version)
+            for arch, w in zip(prior.archetypes, archetype_weights(prior, []), strict=True):
+                evidence[f"prior.weight.{arch.name}"] = round(w, 4)
+            explanation = (f"initial policy from the population prior of template "
+                           f"{prior.template!r} (v{prior.version}: {prior.explanation})")
     return PolicyDocument(
         agent_id=agent_id, tenant=tenant, version=0, epsilon=spec.epsilon,
         explore=spec.explore, traits=dict(spec.traits),
         trait_bounds={k: (float(lo), float(hi)) for k, (lo, hi) in spec.trait_bounds.items()},
-        explanation="initial policy",
+        buckets=buckets, evidence=evidence, explanation=explanation,
     )
 
 
@@ -244,20 +278,44 @@ class AppState:
             return True
         return bool(await self.r.exists(self.keys.agent(tenant, agent_id)))
 
-    async def upsert_agent(self, tenant: str, agent_id: str, spec: AgentSpec) -> bool:
-        """Store the spec, index it, write policy version 0 if allowed; True when created."""
+    async def template_prior(self, tenant: str, template: str | None) -> PriorDocument | None:
+        """The template's current population prior (``None``: no template, no prior yet,
+        or a document this gateway cannot read, which is logged and ignored)."""
+        if not template:
+            return None
+        raw = await self.r.get(self.keys.prior(tenant, template))
+        if raw is None:
+            return None
+        try:
+            doc = PriorDocument.model_validate_json(raw)
+        except ValueError:
+            log.warning("ignoring unreadable prior of template %r (tenant %r)", template, tenant)
+            return None
+        return doc if doc.archetypes else None
+
+    async def upsert_agent(self, tenant: str, agent_id: str, spec: AgentSpec
+                           ) -> tuple[bool, PriorDocument | None]:
+        """Store the spec, index it, write policy version 0 if allowed.
+
+        Returns ``(created, prior)``: ``prior`` is the template's population prior when the
+        version 0 just written was blended from it (a new agent, or one without a learned
+        version yet); the learner must then start from the same prior.
+        """
         k = self.keys
-        policy = initial_policy(tenant, agent_id, spec)
+        prior = await self.template_prior(tenant, spec.template)
+        policy = initial_policy(tenant, agent_id, spec, prior)
+        if not policy.buckets:
+            prior = None  # none of the spec's actions is in the prior
         pipe = self.r.pipeline(transaction=True)
         pipe.set(k.agent(tenant, agent_id), spec.model_dump_json(), get=True)
         pipe.sadd(k.agents_index(tenant), agent_id)
         res = await pipe.execute()
-        await self._scripts["init_policy"](
+        wrote = await self._scripts["init_policy"](
             keys=[k.policy(tenant, agent_id), k.policy_history(tenant, agent_id)],
             args=[policy.model_dump_json()],
         )
         self.invalidate(tenant, agent_id)
-        return res[0] is None
+        return res[0] is None, prior if int(wrote) else None
 
     async def put_rules(self, tenant: str, rules: CompileRules, updated_at: str) -> int:
         v = await self._scripts["put_rules"](

@@ -26,6 +26,7 @@ from schemas import SCHEMA_VERSION
 from schemas.agent import AgentSpec, Name
 from schemas.kinds import FeedbackKind, SignalKind
 from schemas.policy import PolicyDocument
+from schemas.priors import PriorDocument
 
 #: Namespace of the uuid5 ids of derived events.
 DERIVED_NAMESPACE = uuid.UUID("6f1c2b1e-6a55-4d2e-9a43-0d4f1f3c8a11")
@@ -74,9 +75,17 @@ class Probe(BaseModel):
 
 
 class AgentUpserted(EventBase):
+    """An agent was registered or its spec changed.
+
+    ``prior``: the template's population prior the gateway started a new agent from (its
+    version-0 policy is blended from it); the learner attaches it, so the agent's first
+    rewards pick the archetype they point to. Absent when the template has no prior yet.
+    """
+
     type: Literal["AgentUpserted"] = "AgentUpserted"
     agent_id: Name
     spec: AgentSpec
+    prior: PriorDocument | None = None
 
 
 class DecisionMade(EventBase):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.priors import prior_key
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -62,6 +64,14 @@ class Keys:
     def compile_rules(self, tenant: str) -> str:
         """Tenant compile rules (JSON, versioned)."""
         return f"{self.prefix}:{tenant}:rules"
+
+    def prior(self, tenant: str, template: str) -> str:
+        """The population prior of a template (JSON :class:`schemas.priors.PriorDocument`).
+
+        >>> Keys("rf").prior("acme", "companion")
+        'rf:acme:prior:companion'
+        """
+        return prior_key(self.prefix, tenant, template)
 
     def api_keys(self) -> str:
         """Hash of sha256(api key) -> tenant/scope JSON."""

@@ -93,6 +93,55 @@ def prior_key(prefix: str, tenant: str, template: str) -> str:
     return f"{prefix}:{tenant}:prior:{template}"
 
 
+def prior_tables(
+    doc: PriorDocument, actions: Sequence[str] | None = None,
+    weights: Sequence[float] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Per bucket, the prior value of each action: archetype values weighted by ``weights``
+    (default: the archetypes' population shares, i.e. before any reward of the agent).
+
+    This is what a new agent of the template believes before its own first reward; the
+    gateway writes it as the agent's version-0 policy, and the learner's first versions
+    (``PolicyLearner.bucket_values`` with no own counts) start from the same numbers.
+
+    >>> doc = PriorDocument(template="t", actions=["a", "b"], archetypes=[
+    ...     Archetype(name="x", size=3, values={"*": {"a": 0.8, "b": -0.8}}),
+    ...     Archetype(name="y", size=1, values={"*": {"a": -0.8, "b": 0.8}})])
+    >>> prior_tables(doc)
+    {'*': {'a': 0.4, 'b': -0.4}}
+    >>> prior_tables(doc, actions=["b"], weights=[0.0, 1.0])
+    {'*': {'b': 0.8}}
+    """
+    w = list(weights) if weights is not None else archetype_weights(doc, [])
+    names = list(actions) if actions is not None else list(doc.actions)
+    buckets: dict[str, None] = {}
+    for arch in doc.archetypes:
+        buckets.update(dict.fromkeys(arch.values))
+    out: dict[str, dict[str, float]] = {}
+    for b in buckets:
+        row = {}
+        for a in names:
+            v = doc.value(b, a, w)
+            if v is not None:
+                row[a] = round(v, 6)
+        if row:
+            out[b] = row
+    return out
+
+
+def unblend(value: float, n: int | float, prior: float | None, strength: float) -> float:
+    """The own mean behind a value :func:`blend` made from ``n`` rewards (its inverse).
+
+    >>> unblend(blend(mean=-1.0, n=4, prior=0.6, strength=4.0), 4, 0.6, 4.0)
+    -1.0
+    >>> unblend(0.3, 5, None, 4.0)
+    0.3
+    """
+    if prior is None or strength <= 0.0 or n <= 0:
+        return value
+    return min(1.0, max(-1.0, ((n + strength) * value - strength * prior) / n))
+
+
 def _p(v: float) -> float:
     return min(1.0 - P_MIN, max(P_MIN, (v + 1.0) / 2.0))
 

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     dataflow_metrics_port: int = 9108
     dataflow_batch_size: int = Field(default=1000, ge=1)
 
+    # Population priors (the population process, ``python -m dataflows.population_run``).
+    population_refit_every: int = Field(default=50, ge=1)
+    population_refit_seconds: float = Field(default=5.0, gt=0)
+    population_min_refit_seconds: float = Field(default=1.0, ge=0)
+    population_min_rewards: int = Field(default=20, ge=1)
+    population_max_agents: int = Field(default=5000, ge=2)
+    population_max_k: int = Field(default=6, ge=1)
+    population_strength: float = Field(default=4.0, ge=0, le=100)
+    population_recovery_dir: str = "var/recovery-population"
+
     # Logging: one JSON object per line (schemas.logjson) unless turned off.
     log_json: bool = True
     log_level: str = "INFO"

@@ -1,4 +1,5 @@
-"""Start the dataflow and the gateway as child processes configured from a Settings object."""
+"""Start the dataflow, the population process and the gateway as child processes configured
+from a Settings object."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = Tru
                    log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """``python -m dataflows.run`` with ``settings``; returns the process."""
     args = [sys.executable, "-m", "dataflows.run", "-w", str(workers)]
+    if not recovery:
+        args.append("--no-recovery")
+    return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_population(settings: Settings, *, recovery: bool = True,
+                     log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m dataflows.population_run`` (template priors) with ``settings``."""
+    args = [sys.executable, "-m", "dataflows.population_run"]
     if not recovery:
         args.append("--no-recovery")
     return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),

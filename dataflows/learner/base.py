@@ -48,6 +48,30 @@ DEFAULT_PROBE_SHARE = 0.2
 Stats = dict[str, tuple[dict[str, float], dict[str, int]]]
 
 
+#: One shared instance per (tenant, template, version) in this process: every agent of a
+#: template refers to the same prior (about 20 KB as Python objects) instead of its own copy.
+_PRIORS: dict[tuple[str, str, int], PriorDocument] = {}
+_PRIORS_MAX = 1024
+
+
+def intern_prior(doc: PriorDocument) -> PriorDocument:
+    """The process's shared instance of ``doc`` (equal content, same key), or ``doc``.
+
+    >>> from schemas.priors import PriorDocument
+    >>> a, b = PriorDocument(template="t", version=2), PriorDocument(template="t", version=2)
+    >>> intern_prior(a) is intern_prior(b) is a
+    True
+    """
+    key = (doc.tenant, doc.template, doc.version)
+    cur = _PRIORS.get(key)
+    if cur is not None and (cur is doc or cur == doc):
+        return cur
+    if len(_PRIORS) >= _PRIORS_MAX:
+        _PRIORS.clear()
+    _PRIORS[key] = doc
+    return doc
+
+
 def stable_seed(*parts: object) -> int:
     """A 32-bit seed from ``parts`` that is the same in every process.
 
@@ -147,6 +171,8 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         self.__dict__.update(state)
         self._rules = None
         self._cache = {}
+        if self.prior is not None:
+            self.prior = intern_prior(self.prior)
 
     def set_spec(self, spec: AgentSpec) -> None:
         """Take a (new) registration: declared traits reset learned ones that changed."""
@@ -186,7 +212,7 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         (bucket, action) mean counted ``n`` times), so a prior that arrives late still
         weighs the agent's evidence.
         """
-        self.prior = prior
+        self.prior = prior = intern_prior(prior) if prior is not None else None
         self.arch_ll = []
         self.prior_w = []
         self._cache = {}

@@ -32,9 +32,13 @@ async def upsert_agent(
     tenant: TenantDep,
     response: Response,
 ) -> Any:
-    """Register or update an agent: store its spec, write policy v0, emit AgentUpserted."""
-    created = await state.upsert_agent(tenant, agent_id, spec)
-    event = AgentUpserted(tenant=tenant, agent_id=agent_id, spec=spec)
+    """Register or update an agent: store its spec, write policy v0, emit AgentUpserted.
+
+    When the agent's ``template`` has a population prior and the agent has no learned policy
+    yet, version 0 is blended from the prior and the event carries it to the learner.
+    """
+    created, prior = await state.upsert_agent(tenant, agent_id, spec)
+    event = AgentUpserted(tenant=tenant, agent_id=agent_id, spec=spec, prior=prior)
     state.producer.produce(state.topics.agents, agent_id, dump_event(event))
     response.status_code = 201 if created else 200
     return AgentOut(agent_id=agent_id, created=created, spec=spec.model_dump(mode="json"))

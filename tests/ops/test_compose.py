@@ -79,6 +79,7 @@ def test_services_and_profiles(resolved: dict[str, Any]) -> None:
         "redis",
         "create-topics",
         "dataflow",
+        "population",
         "gateway",
         "prometheus",
         "grafana",
