@@ -40,6 +40,9 @@ schemas: $(STAMP) ## Export JSON Schema of every event to schemas/json/
 demo: $(STAMP) ## Drive the `make run` stack with simulated people; prints acceptance, writes PNG
 	$(BIN)/python -m simulator.demo --base-url http://127.0.0.1:8000
 
+population-demo: $(STAMP) ## Against `make run`: a trained population's prior vs none for new people
+	$(BIN)/python -m simulator.population_demo --base-url http://127.0.0.1:8000 --algorithm ucb
+
 replay: $(STAMP) ## Replay a JSONL log of events through Kafka into the flow: make replay LOG=file.jsonl
 	$(BIN)/python -m stack.replay $(LOG)
 
@@ -63,4 +66,4 @@ down: ## docker compose down
 clean: ## Remove var/ (local Redis AOF, recovery store) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install tools dashboard replay run test lint schemas demo bench bench-pipeline bench-gateway bench-learning up down clean
+.PHONY: help install tools dashboard replay run test lint schemas demo population-demo bench bench-pipeline bench-gateway bench-learning up down clean

@@ -1,6 +1,7 @@
 #!/bin/sh
-# rewardflow container entrypoint: `gateway`, `dataflow`, `simulator`, `create-topics`, or any
-# other command (run as is). Extra arguments are passed on to the role's command.
+# rewardflow container entrypoint: `gateway`, `dataflow`, `population`, `simulator`,
+# `create-topics`, or any other command (run as is). Extra arguments are passed on to the
+# role's command.
 set -eu
 
 role="${1:-gateway}"
@@ -24,6 +25,10 @@ case "$role" in
     unset PROMETHEUS_MULTIPROC_DIR
     mkdir -p "${RF_RECOVERY_DIR:-/data/recovery}"
     exec python -m dataflows.run "$@"
+    ;;
+  population)
+    unset PROMETHEUS_MULTIPROC_DIR
+    exec python -m dataflows.population_run "$@"
     ;;
   simulator)
     unset PROMETHEUS_MULTIPROC_DIR
