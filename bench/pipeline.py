@@ -11,20 +11,26 @@ b. **end to end**: the dataflow (``python -m dataflows.run``, recovery on) is st
    topics; the clock runs from the moment the flow is ready (its metrics port listens, i.e.
    ``get_flow()`` ran) until Redis shows every event consumed (sum of the agents' summary
    ``counts.in`` == produced; this load has no unparseable events) -> events/s broker ->
-   flow -> Redis, and its ratio to (a). The time including process start is printed too;
+   flow -> Redis, and its ratio to (a). The time including process start is printed too,
+   and where the CPU went: per event in the flow, the broker, Redis and the whole machine
+   (``/proc/stat``: on a shared machine the difference is other work);
 c. **freshness under live load**: with the flow running, a separate process produces fresh
-   events (event time = send time) at a fixed rate (default 20k/s for 15 s) and, every 50 ms,
-   a probe pair (``DecisionMade`` + explicit ``FeedbackGiven``) for one of 10 probe agents.
-   Freshness = Redis showing the probe agent's new interaction minus the wall time the
-   feedback was produced. By design it includes the watermark wait: explicit feedback is
-   applied once the agent's watermark passes it (allowed lateness, or the idle fallback
-   ``RF_IDLE_WATERMARK_SECONDS``, both 0.25 s by default).
+   events (event time = send time) at a fixed rate (default 20k/s for 15 s; producer
+   ``linger.ms`` 5) and, every 50 ms, a probe pair (``DecisionMade`` + explicit
+   ``FeedbackGiven``) for one of 10 probe agents. Freshness = Redis showing the probe
+   agent's new interaction (polled every 10 ms) minus the wall time the feedback was handed
+   to the producer. By design it includes the watermark wait: explicit feedback is applied
+   once the agent's watermark passes it (allowed lateness, or the idle fallback
+   ``RF_IDLE_WATERMARK_SECONDS``, both 0.25 s by default); a probe agent's watermark passes
+   its feedback when its next probe pair (0.5 s later) arrives. The cores each process used
+   from the start of the load until the flow drained it are printed.
 
 Prints a table, writes ``bench/out/pipeline.json``. Everything is bounded in count and time,
 loopback only; every child process is stopped on exit (also on Ctrl-C / SIGTERM).
 Variants (labelled in the output): ``--batch-size``, ``--policy-every``, ``--snapshot``,
 ``--flow-procs 2`` (two Bytewax processes, ``-i 0/1 -a host:p1;host:p2``, recovery store with
 2 partitions), ``--gc-threshold`` (the flow's ``RF_DATAFLOW_GC_THRESHOLD``; 0 = Python's default).
+``python -m bench.flow_profile`` profiles the flow's CPU without Kafka or Redis.
 """
 
 from __future__ import annotations
@@ -34,388 +40,28 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+from bench.pipeline_load import _live_load, mixed_events, produce_all, raw_consume, stamped
+from bench.pipeline_parts import (
+    Flow,
+    ProbeWatcher,
+    Summaries,
+    _cpu_seconds,
+    _pct,
+    _pid,
+    machine_busy,
+    wait_consumed,
+)
 
 OUT = Path(__file__).parent / "out" / "pipeline.json"
-ACTIONS = ["reply", "ask_question", "share_fact", "stay_quiet"]
-FEEDBACK = ["thumbs", "accept", "ignore", "more_like_this", "rating"]
-IMPLICIT = ["reply_latency_ms", "message_length", "sentiment", "reaction", "reinvite"]
-TS_MARK = "@@TS@@"
-PROBE_AGENTS = 10
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat()
-
-
-def _signal_value(kind: str, rng: random.Random) -> float:
-    if kind == "reply_latency_ms":
-        return round(rng.uniform(0, 120_000), 1)
-    if kind == "message_length":
-        return float(rng.randint(0, 600))
-    if kind in ("sentiment", "reaction"):
-        return round(rng.uniform(-1, 1), 3)
-    return 1.0
-
-
-def mixed_events(n: int, agents: int, seed: int, users: int = 50, *, start: float = 0.0,
-                 rate: float = 20_000.0, agent_prefix: str = "ag"
-                 ) -> list[tuple[float, int, bytes, dict[str, Any]]]:
-    """About ``n`` events as ``(offset_s, topic_index, key, doc)``, sorted by offset.
-
-    ``topic_index`` is 0 for decisions, 1 for signals. Offsets run from ``start`` at
-    ``rate`` events/s: per decision 35% explicit feedback (0.1-2 s later), 40% 1-2 implicit
-    signals (0.1-3 s later, half without ``decision_id``), 10% a terminal signal, the rest
-    nothing (they stay open for the reward window). ``doc["ts"]`` is left to the caller.
-    """
-    rng = random.Random(seed)
-
-    def uid() -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-    out: list[tuple[float, int, bytes, dict[str, Any]]] = []
-    per_decision = 2.05
-    step = per_decision / rate
-    t = start
-    i = 0
-    while len(out) < n:
-        t += step
-        i += 1
-        agent = f"{agent_prefix}{rng.randrange(agents)}"
-        key = agent.encode()
-        user = f"u{rng.randrange(users)}"
-        did = uid()
-        out.append((t, 0, key, {
-            "event_id": uid(), "tenant": "default", "ts": None, "schema_version": 1,
-            "type": "DecisionMade", "decision_id": did, "agent_id": agent, "user_id": user,
-            "action": rng.choice(ACTIONS), "propensity": 0.25, "explored": False,
-            "policy_version": 0, "bucket": f"slot={i % 3}"}))
-        r = rng.random()
-        if r < 0.35:
-            kind = rng.choice(FEEDBACK)
-            val = float(rng.randint(1, 5)) if kind == "rating" else rng.choice([-1.0, 1.0])
-            out.append((t + rng.uniform(0.1, 2.0), 1, key, {
-                "event_id": uid(), "tenant": "default", "ts": None, "schema_version": 1,
-                "type": "FeedbackGiven", "decision_id": did, "agent_id": agent,
-                "user_id": user, "kind": kind, "value": val}))
-        elif r < 0.75:
-            for _ in range(rng.randint(1, 2)):
-                kind = rng.choice(IMPLICIT)
-                out.append((t + rng.uniform(0.1, 3.0), 1, key, {
-                    "event_id": uid(), "tenant": "default", "ts": None, "schema_version": 1,
-                    "type": "SignalObserved", "decision_id": did if rng.random() < 0.5
-                    else None, "agent_id": agent, "user_id": user, "kind": kind,
-                    "value": _signal_value(kind, rng)}))
-        elif r < 0.85:
-            out.append((t + rng.uniform(0.1, 3.0), 1, key, {
-                "event_id": uid(), "tenant": "default", "ts": None, "schema_version": 1,
-                "type": "SignalObserved", "decision_id": did, "agent_id": agent,
-                "user_id": user, "kind": rng.choice(["session_end", "abandonment"]),
-                "value": 1.0}))
-    out = out[:n]
-    out.sort(key=lambda x: x[0])
-    return out
-
-
-def stamped(events: list[tuple[float, int, bytes, dict[str, Any]]], t0: float
-            ) -> list[tuple[int, bytes, bytes]]:
-    """Serialize with ``ts = t0 + offset`` (plus jitter below the allowed lateness)."""
-    rng = random.Random(1)
-    out = []
-    for off, ti, key, doc in events:
-        doc["ts"] = _iso(t0 + off)
-        out.append((ti, key, orjson.dumps(doc), off + rng.uniform(0, 0.1)))
-    out.sort(key=lambda x: x[3])
-    return [(ti, key, payload) for ti, key, payload, _ in out]
-
-
-# -- Kafka helpers ---------------------------------------------------------------------------
-def _producer(bootstrap: str, linger_ms: int = 5) -> Any:
-    from confluent_kafka import Producer
-
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
-                     "queue.buffering.max.messages": 1_000_000, "enable.idempotence": False,
-                     "batch.num.messages": 10_000})
-
-
-def produce_all(bootstrap: str, topics: list[str], msgs: list[tuple[int, bytes, bytes]],
-                progress: bool = True) -> float:
-    from tqdm import tqdm
-
-    p = _producer(bootstrap)
-    t0 = time.perf_counter()
-    for i, (ti, key, payload) in enumerate(tqdm(msgs, desc="produce", unit="ev",
-                                                 disable=not progress, mininterval=0.5)):
-        while True:
-            try:
-                p.produce(topics[ti], value=payload, key=key)
-                break
-            except BufferError:
-                p.poll(0.01)
-        if i % 10_000 == 0:
-            p.poll(0)
-    left = p.flush(120)
-    if left:
-        msg = f"{left} messages not delivered"
-        raise RuntimeError(msg)
-    return time.perf_counter() - t0
-
-
-def raw_consume(bootstrap: str, topics: list[str], expected: int, partitions: int,
-                timeout: float = 120.0, progress: bool = True) -> tuple[int, float]:
-    """Read ``expected`` messages with a bare consumer; (count, seconds)."""
-    from confluent_kafka import Consumer, TopicPartition
-    from tqdm import tqdm
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
-                  "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
-                  "max.partition.fetch.bytes": 10_485_760})
-    c.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
-    n = 0
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout
-    with tqdm(total=expected, desc="raw consume", unit="msg", disable=not progress,
-              mininterval=0.5) as bar:
-        while n < expected and time.monotonic() < deadline:
-            got = c.consume(1000, 0.5)
-            k = sum(1 for m in got if m.error() is None)
-            n += k
-            bar.update(k)
-    dt = time.perf_counter() - t0
-    c.close()
-    return n, dt
-
-
-# -- Redis helpers ---------------------------------------------------------------------------
-class Summaries:
-    """Pipelined reads of the agents' summary docs."""
-
-    def __init__(self, url: str, keys: Any, agents: list[str]) -> None:
-        import redis
-
-        self.r = redis.Redis.from_url(url)
-        self.keys = [keys.summary("default", a) for a in agents]
-
-    def docs(self) -> list[dict[str, Any] | None]:
-        pipe = self.r.pipeline(transaction=False)
-        for k in self.keys:
-            pipe.hget(k, "doc")
-        return [orjson.loads(d) if d else None for d in pipe.execute()]
-
-    def counted_in(self) -> int:
-        return sum(d["counts"]["in"] for d in self.docs() if d)
-
-
-def wait_consumed(summ: Summaries, expected: int, timeout: float, progress: bool,
-                  desc: str, interval: float = 0.1) -> tuple[float | None, float | None, int]:
-    """Poll until sum(counts.in) == expected: (first seen time, done time, last count)."""
-    from tqdm import tqdm
-
-    first = None
-    n = 0
-    deadline = time.monotonic() + timeout
-    with tqdm(total=expected, desc=desc, unit="ev", disable=not progress,
-              mininterval=0.5) as bar:
-        while time.monotonic() < deadline:
-            now = time.time()
-            m = summ.counted_in()
-            if m and first is None:
-                first = now
-            bar.update(m - n)
-            n = m
-            if n >= expected:
-                return first, time.time(), n
-            time.sleep(interval)
-    return first, None, n
-
-
-# -- live load generator (its own process) ---------------------------------------------------
-def _live_load(bootstrap: str, topics: list[str], rate: float, duration: float,
-               agents: int, probe_every: float, seed: int, ready: Any, go: Any,
-               conn: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    # Signals trail their decision by up to 3 s: generate extra and cut at ``duration`` so
-    # the schedule is ``rate`` events/s flat from start to end (and start 3 s in).
-    evs = [e for e in mixed_events(int(rate * (duration + 6)), agents, seed, rate=rate,
-                                   start=-3.0) if 0.0 <= e[0] <= duration]
-    parts: list[tuple[float, str, bytes, bytes, bytes]] = []
-    for off, ti, key, doc in evs:
-        doc["ts"] = TS_MARK
-        pre, post = orjson.dumps(doc).split(TS_MARK.encode())
-        parts.append((off, topics[ti], key, pre, post))
-    p = _producer(bootstrap, linger_ms=1)
-    ready.set()
-    go.wait()
-    t0 = time.time()
-    i = sent = 0
-    probes: list[tuple[str, int, float]] = []
-    probe_n = [0] * PROBE_AGENTS
-    next_probe = t0 + probe_every
-    k = 0
-    end = t0 + duration
-    while i < len(parts):
-        now = time.time()
-        if now > end + 5:  # bounded: never run more than 5 s behind schedule
-            break
-        due = now - t0
-        while i < len(parts) and parts[i][0] <= due:
-            off, topic, key, pre, post = parts[i]
-            payload = pre + _iso(t0 + off).encode() + post
-            try:
-                p.produce(topic, value=payload, key=key)
-            except BufferError:
-                p.poll(0.005)
-                continue
-            i += 1
-            sent += 1
-            if i % 2000 == 0:
-                p.poll(0)
-                break
-        if now >= next_probe and now < end:
-            a = k % PROBE_AGENTS
-            k += 1
-            agent = f"probe{a}"
-            ts = _iso(now)
-            did = str(uuid.uuid4())
-            d = {"event_id": str(uuid.uuid4()), "ts": ts, "type": "DecisionMade",
-                 "decision_id": did, "agent_id": agent, "user_id": "probe-user",
-                 "action": "reply", "propensity": 1.0, "explored": False,
-                 "policy_version": 0, "bucket": "*"}
-            f = {"event_id": str(uuid.uuid4()), "ts": ts, "type": "FeedbackGiven",
-                 "decision_id": did, "agent_id": agent, "user_id": "probe-user",
-                 "kind": "thumbs", "value": 1.0}
-            p.produce(topics[0], value=orjson.dumps(d), key=agent.encode())
-            p.produce(topics[1], value=orjson.dumps(f), key=agent.encode())
-            probe_n[a] += 1
-            probes.append((agent, probe_n[a], time.time()))
-            p.poll(0)
-            next_probe += probe_every
-        p.poll(0)
-        if i < len(parts) and parts[i][0] > time.time() - t0:
-            time.sleep(0.001)
-    p.flush(30)
-    t1 = time.time()
-    conn.send({"produced": sent, "probes": probes, "t0": t0, "t1": t1,
-               "planned": len(parts)})
-    conn.close()
-
-
-class ProbeWatcher(threading.Thread):
-    """Polls the probe agents' summaries; records when each interaction count appears."""
-
-    def __init__(self, url: str, keys: Any) -> None:
-        super().__init__(daemon=True)
-        self.summ = Summaries(url, keys, [f"probe{a}" for a in range(PROBE_AGENTS)])
-        self.seen: dict[str, dict[int, float]] = {f"probe{a}": {} for a in range(PROBE_AGENTS)}
-        self.base: dict[str, int] = {}
-        self.stop_event = threading.Event()
-
-    def snapshot_base(self) -> None:
-        for a, d in zip(self.seen, self.summ.docs(), strict=True):
-            self.base[a] = d["interactions"] if d else 0
-
-    def run(self) -> None:
-        last = dict(self.base)
-        while not self.stop_event.is_set():
-            docs = self.summ.docs()
-            now = time.time()
-            for a, d in zip(self.seen, docs, strict=True):
-                if d is None:
-                    continue
-                n = d["interactions"] - self.base.get(a, 0)
-                for j in range(last.get(a, 0) + 1, n + 1):
-                    self.seen[a][j] = now
-                last[a] = max(last.get(a, 0), n)
-            time.sleep(0.002)
-
-
-# -- the flow --------------------------------------------------------------------------------
-class Flow:
-    """``python -m dataflows.run`` (1 process) or two ``bytewax.run`` processes."""
-
-    def __init__(self, settings: Any, procs: int, log_dir: Path) -> None:
-        self.settings, self.procs, self.log_dir = settings, procs, log_dir
-        self.children: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        from stack.ports import free_port
-        from stack.processes import settings_env, start_dataflow
-
-        s = self.settings
-        if self.procs == 1:
-            self.children.append(start_dataflow(s, log_path=self.log_dir / "flow.log"))
-            return
-        store = Path(s.recovery_dir)
-        store.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(store),
-                        str(self.procs)], check=True)
-        addrs = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.procs))
-        for i in range(self.procs):
-            env = settings_env(s)
-            env["BYTEWAX_PROCESS_ID"] = str(i)
-            cmd = [sys.executable, "-m", "bytewax.run", "dataflows.run:get_flow()",
-                   "-i", str(i), "-a", addrs, "-r", str(store),
-                   "-s", str(s.snapshot_seconds), "-b", "0"]
-            log = open(self.log_dir / f"flow{i}.log", "ab")  # noqa: SIM115
-            self.children.append(subprocess.Popen(cmd, env=env, stdout=log,
-                                                  stderr=subprocess.STDOUT,
-                                                  start_new_session=True))
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        from stack.ports import wait_for_port
-
-        for i in range(self.procs):
-            wait_for_port("127.0.0.1", self.settings.dataflow_metrics_port + i, timeout)
-
-    def pids(self) -> list[int]:
-        """Python processes doing the work (dataflows.run forks bytewax.run)."""
-        out = []
-        for c in self.children:
-            kids = subprocess.run(["pgrep", "-P", str(c.pid)], capture_output=True,
-                                  text=True).stdout.split()
-            out += [int(k) for k in kids] or [c.pid]
-        return out
-
-    def alive(self) -> bool:
-        return all(c.poll() is None for c in self.children)
-
-    def stop(self) -> None:
-        from stack.processes import stop
-
-        for c in self.children:
-            stop(c)
-
-
-def _pct(vals: list[float], q: float) -> float | None:
-    if not vals:
-        return None
-    s = sorted(vals)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(f[11]) + int(f[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
@@ -479,13 +125,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
         flow.wait_ready()
         t_ready = time.time()
         pids = flow.pids()
+        svc = {"broker": [_pid(broker)], "redis": [_pid(redis_srv)]}
         cpu0 = _cpu_seconds(pids)
+        svc0 = {k: _cpu_seconds(v) for k, v in svc.items()}
+        busy0 = machine_busy()
         spy = _start_pyspy(args.pyspy, pids) if args.pyspy else None
         first, done, n_in = wait_consumed(summ, len(msgs), args.timeout, progress,
                                           "end to end")
         if spy is not None:
             _stop_pyspy(spy)
         cpu1 = _cpu_seconds(pids)
+        svc1 = {k: _cpu_seconds(v) for k, v in svc.items()}
+        busy1 = machine_busy()
         if done is None:
             msg = (f"flow consumed {n_in} of {len(msgs)} within {args.timeout}s "
                    f"(alive={flow.alive()}); see {work}")
@@ -506,6 +157,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             "flow_cpu_seconds": round(cpu1 - cpu0, 2),
             "flow_cpu_us_per_event": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
             "agent_counts_when_done": counts,
+            "sink_seconds": flow.sink_seconds(),
+            "cpu_us_per_event": {
+                "flow": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
+                **{k: round((svc1[k] - svc0[k]) / len(msgs) * 1e6, 1) for k in svc},
+                "whole machine": round((busy1 - busy0) / len(msgs) * 1e6, 1)},
+            "machine_busy_cores": round((busy1 - busy0) / (done - t_ready), 2),
         }
         del msgs
 
@@ -526,6 +183,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             watcher.start()
             load0 = os.getloadavg()[0]
             cpu0 = _cpu_seconds(pids)
+            svc0 = {k: _cpu_seconds(v) for k, v in svc.items()}
+            own0 = time.process_time()
+            busy0 = machine_busy()
             go.set()
             from tqdm import tqdm
             for _ in tqdm(range(int(args.live_seconds * 10)), desc="live load",
@@ -542,6 +202,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             total = result["end_to_end"]["events"] + live["produced"]
             _, drained, n_in = wait_consumed(summ, total, 120, progress, "drain")
             cpu1 = _cpu_seconds(pids)
+            svc1 = {k: _cpu_seconds(v) for k, v in svc.items()}
+            busy1 = machine_busy()
+            own1 = time.process_time()
             # the last probes: give them up to 5 s
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and any(
@@ -557,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 else:
                     fresh.append(t_seen - t_send)
             dur = live["t1"] - live["t0"]
+            span_s = (drained or time.time()) - live["t0"]
             result["freshness"] = {
                 "target_rate": args.rate, "seconds": round(dur, 2),
                 "produced": live["produced"], "planned": live["planned"],
@@ -571,6 +235,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 "flow_cpu_share": round((cpu1 - cpu0) / ((drained or time.time()) - live["t0"]),
                                         2),
                 "load1_at_start": load0,
+                "cpu_cores": {"flow": round((cpu1 - cpu0) / span_s, 2),
+                              **{k: round((svc1[k] - svc0[k]) / span_s, 2) for k in svc},
+                              "load generator": round(live["cpu_seconds"] / span_s, 2),
+                              "bench (polling Redis)": round((own1 - own0) / span_s, 2),
+                              "whole machine": round((busy1 - busy0) / span_s, 2)},
                 "note": "includes the watermark wait by design: explicit feedback applies once "
                         "the agent's watermark passes it (allowed lateness / idle fallback "
                         f"{s.allowed_lateness_seconds}/{s.idle_watermark_seconds} s)",
@@ -638,7 +307,13 @@ def table(res: dict[str, Any]) -> str:
             f"  {'end to end (broker -> flow -> Redis)':<44}{e['events_per_s']:>10} /s",
             f"  {'  ratio end to end / raw consume':<44}{e['ratio_to_raw_consume']:>14.3f}",
             f"  {'  incl. flow process start':<44}{e['events_per_s_incl_startup']:>10} /s",
-            f"  {'  flow CPU per event':<44}{e['flow_cpu_us_per_event']:>11} us"]
+            f"  {'  flow CPU per event':<44}{e['flow_cpu_us_per_event']:>11} us",
+            f"  {'  CPU/event flow, broker, Redis, machine':<44}"
+            f"{' / '.join(str(v) for v in e['cpu_us_per_event'].values())} us",
+            f"  {'  machine busy (of ' + str(res['machine']['cpus']) + ' cores)':<44}"
+            f"{e['machine_busy_cores']:>14}",
+            f"  {'  flow time in Redis / Kafka sink calls':<44}"
+            f"{e['sink_seconds']['redis']:>6.2f} / {e['sink_seconds']['kafka']:.2f} s"]
     f = res.get("freshness")
     if f:
         rows += [
@@ -649,6 +324,8 @@ def table(res: dict[str, Any]) -> str:
             f"  {'  freshness max':<44}{_fmt(f['max_s'])}",
             f"  {'  probes (missing)':<44}{f['probes']:>10} ({f['probes_missing']})",
             f"  {'  drain after the load stopped':<44}{_fmt(f['drain_after_stop_s'])}",
+            "  cores busy (load start to drained): " + ", ".join(
+                f"{k} {v}" for k, v in f["cpu_cores"].items()),
             f"  note: freshness {f['note']}"]
     ok_rate = e["events_per_s"] >= 20_000
     ok_fresh = f is not None and f["p99_s"] is not None and f["p99_s"] < 1.0 \

@@ -149,7 +149,7 @@ class AgentState:
         self.counts: dict[str, int] = {"in": 0, "duplicates": 0, "late": 0, "dlq": 0,
                                        "decisions": 0, "joined": 0, "agents": 0, "rewards": 0}
         self.seen: dict[int, float] = {}
-        self.buffer: list[tuple[float, int, str, EventBase, Meta]] = []
+        self.buffer: list[tuple[float, int, int, EventBase, Meta]] = []
         self.max_ts: dict[str, float] = {}
         self.last_arrival = 0.0
         self.wm = NEG_INF
@@ -220,7 +220,8 @@ class AgentState:
         stream = _STREAM[ev.type]  # type: ignore[attr-defined]
         self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), ts)
         self.last_arrival = now
-        heapq.heappush(self.buffer, (ts, _RANK[ev.type], str(ev.event_id), ev, meta))  # type: ignore[attr-defined]
+        # tie-break on the id as an int: the same order as its (fixed-width hex) string
+        heapq.heappush(self.buffer, (ts, _RANK[ev.type], key, ev, meta))  # type: ignore[attr-defined]
         return self._release(self._watermark(now, input_last), out)
 
     def advance(self, now: float, input_last: float = 0.0) -> Emitted:
@@ -357,9 +358,10 @@ class AgentState:
         self.clock = close_ts if self.clock is None else max(self.clock, close_ts)
         self.counts["rewards"] += 1
         probe = rec[_PROBE]
+        close_iso = datetime.fromtimestamp(close_ts, UTC).isoformat()
         out.rewards.append({
             "event_id": derived_str("reward", did), "tenant": self.tenant,
-            "ts": datetime.fromtimestamp(close_ts, UTC).isoformat(), "schema_version": 1,
+            "ts": close_iso, "schema_version": 1,
             "type": "RewardComputed", "decision_id": did, "agent_id": self.agent_id,
             "user_id": rec[_USER], "action": rec[_ACTION], "bucket": rec[_BUCKET],
             "decision_ts": datetime.fromtimestamp(rec[_TS], UTC).isoformat(),
@@ -370,7 +372,7 @@ class AgentState:
         })
         self.proj.apply(user_id=rec[_USER], decision_id=did, action=rec[_ACTION],
                         bucket=rec[_BUCKET], reward=reward, engaged=rec[_NSIG] > 0,
-                        close_ts=close_ts)
+                        close_ts=close_ts, close_iso=close_iso)
         self.learner.update(rec[_BUCKET], rec[_ACTION], reward, close_ts, probe=probe)
         doc = self.learner.maybe_publish()
         if doc is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,7 @@ class _Pending(threading.local):
     def __init__(self) -> None:
         self.counts: dict[Any, int] = {}
         self.obs: dict[Any, list[float]] = {}
+        self.flushed = 0.0
 
 
 _PENDING = _Pending()
@@ -166,9 +168,17 @@ def _observe_all(child: Any, amounts: list[float]) -> None:
             child._buckets[i].inc(n)  # noqa: SLF001
 
 
+def maybe_flush(every: float = 0.25) -> None:
+    """:func:`flush` if this thread last flushed ``every`` seconds ago or more."""
+    now = time.monotonic()
+    if now - _PENDING.flushed >= every:
+        flush()
+
+
 def flush() -> None:
     """Apply this thread's pending counts and observations to the metrics."""
     p = _PENDING
+    p.flushed = time.monotonic()
     if p.counts:
         counts, p.counts = p.counts, {}
         for child, n in counts.items():

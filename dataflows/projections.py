@@ -13,6 +13,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from schemas.projections import WINDOWS, window_totals
 
 #: ts -> ISO string of window bounds: every snapshot formats the same few bucket boundaries.
@@ -74,21 +76,31 @@ class Projections:
         reward: float,
         engaged: bool,
         close_ts: float,
+        close_iso: str | None = None,
     ) -> None:
-        """Fold one closed reward into every projection."""
+        """Fold one closed reward into every projection (``close_iso``: ``close_ts`` as ISO
+        8601, when the caller has it)."""
         self.interactions += 1
         self.reward_sum += reward
         self.last_reward_ts = close_ts
-        row_add = [1, 1 if reward > 0 else 0, 1 if reward < 0 else 0, reward, 1 if engaged else 0]
+        pos, neg, eng = (1 if reward > 0 else 0), (1 if reward < 0 else 0), (1 if engaged else 0)
+        t = int(close_ts)
         for w, (length, width) in WINDOWS.items():
-            start = int(close_ts) // width * width
-            row = self.windows[w].setdefault(start, [0, 0, 0, 0.0, 0])
-            for i, v in enumerate(row_add):
-                row[i] += v
-            horizon = start - length
-            stale = [s for s in self.windows[w] if s < horizon]
-            for s in stale:
-                del self.windows[w][s]
+            start = t // width * width
+            buckets = self.windows[w]
+            row = buckets.get(start)
+            if row is None:
+                # Close times never go backwards, so buckets only fall out of the window
+                # when a new one starts.
+                row = buckets[start] = [0, 0, 0, 0.0, 0]
+                horizon = start - length
+                for s in [s for s in buckets if s < horizon]:
+                    del buckets[s]
+            row[0] += 1
+            row[1] += pos
+            row[2] += neg
+            row[3] += reward
+            row[4] += eng
         rel = self.relationships.get(user_id)
         if rel is None:
             rel = self.relationships[user_id] = [0, 0.0, 0.0, close_ts]
@@ -99,8 +111,11 @@ class Projections:
         rel[3] = close_ts
         self.touched_users.add(user_id)
         success = 1 if reward > 0 else 0
-        self.recent.append({"decision_id": decision_id, "action": action, "bucket": bucket,
-                            "reward": reward, "ts": _iso(close_ts)})
+        entry = {"decision_id": decision_id, "action": action, "bucket": bucket,
+                 "reward": reward, "ts": close_iso if close_iso is not None else _iso(close_ts)}
+        cache = self._recent_json()  # before the append: a rebuilt cache must not have it
+        self.recent.append(entry)
+        cache.append(orjson.dumps(entry))
         pa = self.per_action.setdefault(action, [0, 0])
         pa[0] += 1
         pa[1] += success
@@ -136,6 +151,47 @@ class Projections:
                            for b, acts in self.per_bucket.items()},
         }
         return out
+
+    def _recent_json(self) -> deque[bytes]:
+        """The JSON of each ``recent`` entry, serialized once (a cache, not state)."""
+        cache: deque[bytes] | None = self.__dict__.get("_recent_cache")
+        if cache is None or len(cache) != len(self.recent):
+            cache = self._recent_cache = deque((orjson.dumps(e) for e in self.recent),
+                                               maxlen=self.history_length)
+        return cache
+
+    def window_docs(self, as_of: float) -> dict[str, dict[str, Any]]:
+        """The window documents (as in :meth:`docs`)."""
+        out = {}
+        for w, buckets in self.windows.items():
+            agg = window_totals(w, buckets, as_of, iso)
+            agg["buckets"] = {str(s): row for s, row in sorted(buckets.items())}
+            out[w] = agg
+        return out
+
+    def history_json(self) -> bytes:
+        """``orjson.dumps(self.docs(...)["history"])``, with each recent entry's JSON cached.
+
+        >>> p = Projections(history_length=2)
+        >>> for i in range(3):
+        ...     p.apply(user_id="u", decision_id=f"d{i}", action="a", bucket="*",
+        ...             reward=0.5, engaged=True, close_ts=60.0 * i)
+        >>> p.history_json() == orjson.dumps(p.docs(as_of=120.0)["history"])
+        True
+        """
+        return b"".join((
+            b'{"recent":[', b",".join(self._recent_json()), b'],"per_action":',
+            orjson.dumps({a: {"count": c, "success": s}
+                          for a, (c, s) in self.per_action.items()}),
+            b',"per_bucket":',
+            orjson.dumps({b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
+                          for b, acts in self.per_bucket.items()}),
+            b"}"))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_recent_cache", None)  # rebuilt on demand
+        return state
 
     def take_touched_users(self) -> list[str]:
         users = sorted(self.touched_users)

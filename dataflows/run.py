@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,31 @@ class _Msg:
 
 class _LeanKafkaPartition(_BytewaxKafkaPartition):
     """Bytewax's Kafka source partition (same consumer, offsets, snapshots and resume),
-    emitting :class:`_Msg` for good messages. Errors are handled exactly as Bytewax does."""
+    emitting :class:`_Msg` for good messages and never blocking. Errors are handled exactly
+    as Bytewax does."""
+
+    #: After a poll that did not fill a batch, the next poll of this partition waits this
+    #: long (``next_awake``; the worker does other work meanwhile). Polled as fast as the
+    #: worker could, a steady 15-20k/s stream came in batches of a few events, and the flow
+    #: spends ~40% more CPU per event on batches of 10 than of 1,000
+    #: (``bench.flow_profile --batch``). Measured at 15k/s live (``bench.pipeline --rate``):
+    #: 20 ms -> freshness p99 6.9 s (falling behind), 50 ms -> 2.4 s, 100 ms -> 3.0 s.
+    POLL_EVERY = float(os.environ.get("RF_SOURCE_POLL_MS", "") or 50) / 1000
+
+    _awake: datetime | None = None
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
 
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration()
-        msgs = self._consumer.consume(self._batch_size, 0.001)
+        # Never wait here: the worker runs every step on this thread. (Bytewax's own
+        # partition waits up to 1 ms per poll that finds nothing: with 4 partitions and a
+        # steady stream, that left the worker idle a quarter of the time.)
+        msgs = self._consumer.consume(self._batch_size, 0)
+        self._awake = None if len(msgs) >= self._batch_size else \
+            datetime.now(UTC) + timedelta(seconds=self.POLL_EVERY)
         batch: list[Any] = []
         append = batch.append
         topic, part = self._topic, self._part_idx
@@ -132,12 +152,24 @@ def _lag_monitor(settings: Settings, interval: float = 5.0) -> None:
         time.sleep(interval)
 
 
+#: How long the broker may hold a fetch that has not much new (librdkafka's default is
+#: 500 ms). Measured on the embedded Tansu broker with a steady 9k msgs/s stream: 500 ms
+#: gives a consume latency of p50 126 ms / p99 267 ms, 100 ms gives 33 / 62 ms for about
+#: 10% more broker CPU, 10 ms gives 8 / 17 ms for 55% more (Tansu answers many more small
+#: fetches); a quiet partition's first message took 222 ms with 500 ms.
+FETCH_WAIT_MS = int(os.environ.get("RF_FETCH_WAIT_MS", "") or 100)
+
+
 #: Generation-0 threshold of the cyclic GC in the flow process (CPython's default is 700).
 #: The flow allocates a few hundred short-lived objects per event and creates almost no
 #: cycles, so default-frequency collections (which also walk every agent's state in the
-#: older generations) cost ~25% of the flow's CPU. ``RF_DATAFLOW_GC_THRESHOLD=0`` keeps
-#: Python's defaults.
-GC_THRESHOLD = (50_000, 20, 100)
+#: older generations) cost ~25% of the flow's CPU. A young collection walks every object
+#: still alive since the last one, and events stay alive until their agent's watermark
+#: passes them: at 50,000 a young collection caught ~50k buffered events each time (GC
+#: ~8% of the flow, measured with ``python -m bench.flow_profile``); at 1,000,000 nearly
+#: all of them are gone by then (GC < 1%). ``RF_DATAFLOW_GC_THRESHOLD=0`` keeps Python's
+#: defaults.
+GC_THRESHOLD = (1_000_000, 20, 100)
 
 
 def tune_gc() -> None:
@@ -179,7 +211,8 @@ def get_flow() -> Dataflow:
     source = LeanKafkaSource([settings.kafka_bootstrap_servers], list(settings.topics.inputs),
                              tail=True, batch_size=settings.dataflow_batch_size,
                              raise_on_errors=False,
-                             add_config={"auto.offset.reset": "earliest"})
+                             add_config={"auto.offset.reset": "earliest",
+                                         "fetch.wait.max.ms": str(FETCH_WAIT_MS)})
     flow = build_flow(
         source,
         TimedKafkaSink(settings.kafka_bootstrap_servers),

@@ -1,25 +1,60 @@
-"""Output edges: a guarded, pipelined Redis projection sink and a timed Kafka sink.
+"""Output edges: a guarded, pipelined Redis projection sink and a Kafka sink.
 
 Bytewax replays output emitted since the last snapshot after a crash, so every Redis write
 is absolute (SET/HSET of the new state) and guarded by the agent's ``seq``: a write whose
 ``seq`` is not newer than the stored one is skipped. One pipeline per batch, one script call
 per touched agent (coalesced).
+
+Both sinks are fixed-partitioned (one partition per process, see :func:`local_key`) so that
+Bytewax calls their ``snapshot``
+at the end of every epoch, before it commits the epoch's recovery snapshot: that is where
+they wait for delivery (Kafka ``flush``, the replies of every Redis pipeline still in
+flight). In between, ``write_batch`` does not wait: the Kafka producer delivers in the
+background and a Redis batch's replies are read after the next batch was sent, so Redis
+executes one batch while the flow computes the next. Output of a committed epoch is
+therefore delivered (at least once), as when every batch waited.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
 import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows import metrics as _m
 from dataflows.metrics import flow_metrics
 from schemas.keys import Keys
 
 log = logging.getLogger("rewardflow.dataflow.sinks")
+
+
+def process_index() -> int:
+    """This process's index in a Bytewax cluster (``BYTEWAX_PROCESS_ID``, else 0)."""
+    return int(os.environ.get("BYTEWAX_PROCESS_ID", "") or 0)
+
+
+def local_key() -> str:
+    """The item key that routes output to this process's own sink partition.
+
+    Each process lists one partition of each sink (``<sink>-<process index>``) and
+    :meth:`part_fn` sends key ``"<i>"`` to partition ``i``, so output never moves between
+    processes (Bytewax would pickle it). Without ``BYTEWAX_PROCESS_ID`` every process uses
+    partition 0: still correct, output just moves to the process that owns it.
+    """
+    return str(process_index())
+
+
+def _part_name(sink: str) -> str:
+    return f"{sink}-{process_index():04d}"
+
+
+def _part_of(item_key: str) -> int:
+    return int(item_key) if item_key.isdigit() else 0
 
 #: KEYS: summary, 1h, 24h, 7d, hist, policy, policy_history, rel...;
 #: ARGV: seq, ttl, summary, 1h, 24h, 7d, hist, policy ('' = none), n_versions,
@@ -72,8 +107,8 @@ def merge_snapshots(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for snap in items:
         prev = out.get(snap["agent"])
-        if prev is None:
-            out[snap["agent"]] = dict(snap)
+        if prev is None:  # the common case: not copied (merging builds a new dict)
+            out[snap["agent"]] = snap
             continue
         versions = {**prev["policy_versions"], **snap["policy_versions"]}
         rels = {**prev["relationships"], **snap["relationships"]}
@@ -89,21 +124,15 @@ def merge_snapshots(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _resp(out: list[bytes], args: list[Any]) -> None:
-    """Append ``args`` as one RESP command to ``out`` (the bytes redis-py's packer sends:
-    str as UTF-8, int as its decimal repr, bytes as is)."""
-    out.append(b"*%d\r\n" % len(args))
-    for a in args:
-        if a.__class__ is str:
-            a = a.encode()
-        elif a.__class__ is int:
-            a = b"%d" % a
-        out.append(b"$%d\r\n%b\r\n" % (len(a), a))
+def _bulk(a: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(a), a)
 
 
-class _RedisPartition(StatelessSinkPartition[dict[str, Any]]):
+class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
     """Packs the batch's EVALSHA calls itself (redis-py's generic packer cost more CPU than
-    everything else in the sink) and sends them as one pipeline on one pooled connection."""
+    everything else in the sink) and sends them as one pipeline on its own connection; the
+    replies are read after the next batch was sent, and all of them at :meth:`snapshot`."""
 
     def __init__(self, url: str, keys: Keys, ttl: int, history_keep: int,
                  give_up_seconds: float = 300.0) -> None:
@@ -116,18 +145,24 @@ class _RedisPartition(StatelessSinkPartition[dict[str, Any]]):
         self._keys = keys
         self._ttl = ttl
         self._keep = history_keep
-        #: agent -> its seven fixed keys
-        self._agent_keys: dict[str, list[str]] = {}
+        #: agent -> its seven fixed keys, RESP-packed
+        self._agent_keys: dict[str, bytes] = {}
+        self._conn: Any = None
+        #: (payload, number of commands) sent whose replies were not read yet, oldest first
+        self._inflight: list[tuple[bytes, int]] = []
 
-    def _fixed_keys(self, tenant: str, agent: str, name: str) -> list[str]:
+    def _fixed_keys(self, tenant: str, agent: str, name: str) -> bytes:
+        """The agent's seven fixed keys, RESP-packed (cached)."""
         ks = self._agent_keys.get(name)
         if ks is None:
             k = self._keys
-            ks = self._agent_keys[name] = [
+            if len(self._agent_keys) >= 200_000:
+                self._agent_keys.clear()
+            ks = self._agent_keys[name] = b"".join(_bulk(x.encode()) for x in (
                 k.summary(tenant, agent), k.projection(tenant, agent, "1h"),
                 k.projection(tenant, agent, "24h"), k.projection(tenant, agent, "7d"),
                 k.history(tenant, agent), k.policy(tenant, agent),
-                k.policy_history(tenant, agent)]
+                k.policy_history(tenant, agent)))
         return ks
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
@@ -135,33 +170,103 @@ class _RedisPartition(StatelessSinkPartition[dict[str, Any]]):
             return
         t0 = time.perf_counter()
         k = self._keys
-        ttl, keep = self._ttl, self._keep
-        head = [b"EVALSHA", self._script.sha.encode()]  # type: ignore[attr-defined]
+        sha = _bulk(self._script.sha.encode())  # type: ignore[attr-defined]
+        ttl = _bulk(b"%d" % self._ttl)
+        keep = _bulk(b"%d" % self._keep)
+        none = _bulk(b"")
         out: list[bytes] = []
         n = 0
         for name, snap in merge_snapshots(items).items():
             tenant, agent = snap["tenant"], snap["agent_id"]
             rels = snap["relationships"]
             users = sorted(rels)
-            keys = self._fixed_keys(tenant, agent, name)
-            if users:
-                keys = keys + [k.relationship(tenant, agent, u) for u in users]
             versions = sorted(snap["policy_versions"].items())
             win = snap["windows"]
-            args: list[Any] = [*head, len(keys), *keys, snap["seq"], ttl, _dumps(snap["summary"]),
-                               _dumps(win["1h"]) if win else "",
-                               _dumps(win["24h"]) if win else "",
-                               _dumps(win["7d"]) if win else "",
-                               _dumps(snap["history"]) if snap["history"] is not None else "",
-                               snap["policy"] or "", len(versions)]
+            hist = snap["history"]
+            policy = snap["policy"]
+            # EVALSHA sha numkeys keys... seq ttl summary 1h 24h 7d hist policy n (v doc)*n
+            # keep rel...
+            n_keys = 7 + len(users)
+            out += [b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + n_keys + 10 + 2 * len(versions)
+                                                   + len(users)),
+                    sha, _bulk(b"%d" % n_keys), self._fixed_keys(tenant, agent, name)]
+            out += [_bulk(k.relationship(tenant, agent, u).encode()) for u in users]
+            out += [_bulk(b"%d" % snap["seq"]), ttl, _bulk(_dumps(snap["summary"])),
+                    _bulk(_dumps(win["1h"])) if win else none,
+                    _bulk(_dumps(win["24h"])) if win else none,
+                    _bulk(_dumps(win["7d"])) if win else none,
+                    none if hist is None else _bulk(hist) if hist.__class__ is bytes
+                    else _bulk(_dumps(hist)),
+                    _bulk(policy) if policy else none, _bulk(b"%d" % len(versions))]
             for v, doc in versions:
-                args += [v, doc]
-            args.append(keep)
-            args += [_dumps(rels[u]) for u in users]
-            _resp(out, args)
+                out += [_bulk(b"%d" % v), _bulk(doc)]
+            out.append(keep)
+            out += [_bulk(_dumps(rels[u])) for u in users]
             n += 1
-        self._execute(b"".join(out), n)
+        self._pipeline(b"".join(out), n)
+        _m.flush()
         flow_metrics().redis_seconds.observe(time.perf_counter() - t0)
+
+    def _pipeline(self, payload: bytes, n: int) -> None:
+        """Send this batch, then read the replies of the batches sent before it."""
+        import redis
+
+        self._inflight.append((payload, n))
+        try:
+            if self._conn is None:
+                if not self._loaded:
+                    self._client.script_load(GUARDED_WRITE)
+                    self._loaded = True
+                self._conn = self._client.connection_pool.get_connection()
+            self._conn.send_packed_command([payload])
+            while len(self._inflight) > 1:
+                if self._read(*self._inflight[0]):
+                    self._recover()
+                    return
+                del self._inflight[0]
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("redis pipeline failed (%s); resending the batches in flight", exc)
+            self._recover()
+
+    def _read(self, payload: bytes, n: int) -> list[Exception]:
+        """Read the ``n`` replies of one batch; the error replies."""
+        from redis.exceptions import ResponseError
+
+        errors: list[Exception] = []
+        for _ in range(n):
+            try:
+                self._conn.read_response()
+            except ResponseError as exc:
+                errors.append(exc)
+        return errors
+
+    def _recover(self) -> None:
+        """Drop the connection (and any unread replies) and run every batch in flight again,
+        in order, waiting for each (absolute, seq-guarded writes: a repeat is harmless)."""
+        self._drop()
+        batches, self._inflight = self._inflight, []
+        for payload, n in batches:
+            self._execute(payload, n)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._client.connection_pool.release(self._conn)
+            self._conn = None
+
+    def snapshot(self) -> None:
+        """Wait for every batch in flight (the epoch's writes are in Redis when it commits)."""
+        import redis
+
+        try:
+            while self._inflight:
+                if self._read(*self._inflight[0]):
+                    self._recover()
+                    return
+                del self._inflight[0]
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("redis pipeline failed (%s); resending the batches in flight", exc)
+            self._recover()
 
     def _send(self, payload: bytes, n: int) -> list[Exception]:
         """Send ``n`` packed commands, read every reply; the error replies."""
@@ -218,20 +323,32 @@ class _RedisPartition(StatelessSinkPartition[dict[str, Any]]):
             raise errors[0]
 
     def close(self) -> None:
+        self.snapshot()
+        if self._conn is not None:
+            self._client.connection_pool.release(self._conn)
+            self._conn = None
         self._client.close()
 
 
-class RedisProjectionSink(DynamicSink[dict[str, Any]]):
-    """Writes agent snapshots (see :func:`dataflows.flow.snapshot_item`) to Redis."""
+class RedisProjectionSink(FixedPartitionedSink[dict[str, Any], None]):
+    """Writes agent snapshots (see :func:`dataflows.agent_step.snapshot_item`) to Redis.
+
+    Takes ``(key, snapshot)`` pairs keyed by :func:`local_key`."""
 
     def __init__(self, url: str, keys: Keys, ttl: int, history_keep: int = 50) -> None:
         self._url, self._keys, self._ttl, self._keep = url, keys, ttl, history_keep
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
+    def list_parts(self) -> list[str]:
+        return [_part_name("redis")]
+
+    def part_fn(self, item_key: str) -> int:
+        return _part_of(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RedisPartition:
         return _RedisPartition(self._url, self._keys, self._ttl, self._keep)
 
 
-class _KafkaPartition(StatelessSinkPartition[KafkaSinkMessage[bytes, bytes]]):
+class _KafkaPartition(StatefulSinkPartition[KafkaSinkMessage[bytes, bytes], None]):
     def __init__(self, config: dict[str, Any]) -> None:
         from confluent_kafka import Producer
 
@@ -239,26 +356,42 @@ class _KafkaPartition(StatelessSinkPartition[KafkaSinkMessage[bytes, bytes]]):
 
     def write_batch(self, items: list[KafkaSinkMessage[bytes, bytes]]) -> None:
         t0 = time.perf_counter()
+        produce = self._producer.produce
         for msg in items:
             while True:
                 try:
-                    self._producer.produce(msg.topic or "", value=msg.value, key=msg.key)
+                    produce(msg.topic or "", value=msg.value, key=msg.key)
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-        self._producer.flush()
+        self._producer.poll(0)
+        _m.flush()
+        flow_metrics().kafka_seconds.observe(time.perf_counter() - t0)
+
+    def snapshot(self) -> None:
+        """Wait until everything produced is delivered (before the epoch commits)."""
+        t0 = time.perf_counter()
+        while self._producer.flush(1.0):
+            log.warning("kafka: %d messages not delivered yet; waiting", len(self._producer))
         flow_metrics().kafka_seconds.observe(time.perf_counter() - t0)
 
     def close(self) -> None:
-        self._producer.flush()
+        self.snapshot()
 
 
-class TimedKafkaSink(DynamicSink[KafkaSinkMessage[bytes, bytes]]):
-    """At-least-once Kafka output (flushed every batch); topics come from the messages."""
+class TimedKafkaSink(FixedPartitionedSink[KafkaSinkMessage[bytes, bytes], None]):
+    """At-least-once Kafka output, delivered by the end of each epoch; topics come from the
+    messages. Takes ``(key, message)`` pairs keyed by :func:`local_key`."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._config = {"bootstrap.servers": bootstrap, "linger.ms": 2,
+        self._config = {"bootstrap.servers": bootstrap, "linger.ms": 10,
                         "enable.idempotence": False}
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaPartition:
+    def list_parts(self) -> list[str]:
+        return [_part_name("kafka")]
+
+    def part_fn(self, item_key: str) -> int:
+        return _part_of(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
         return _KafkaPartition(self._config)

@@ -1,0 +1,205 @@
+"""Observers of the pipeline benchmark (:mod:`bench.pipeline`): Redis summary reads, the
+freshness probe watcher, the flow processes and their CPU time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.pipeline_load import PROBE_AGENTS
+
+
+# -- Redis helpers ---------------------------------------------------------------------------
+class Summaries:
+    """Pipelined reads of the agents' summary docs."""
+
+    def __init__(self, url: str, keys: Any, agents: list[str]) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(url)
+        self.keys = [keys.summary("default", a) for a in agents]
+
+    def docs(self) -> list[dict[str, Any] | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for k in self.keys:
+            pipe.hget(k, "doc")
+        return [orjson.loads(d) if d else None for d in pipe.execute()]
+
+    def counted_in(self) -> int:
+        return sum(d["counts"]["in"] for d in self.docs() if d)
+
+
+def wait_consumed(summ: Summaries, expected: int, timeout: float, progress: bool,
+                  desc: str, interval: float = 0.1) -> tuple[float | None, float | None, int]:
+    """Poll until sum(counts.in) == expected: (first seen time, done time, last count).
+
+    A poll reads every agent's summary (1,000 documents: ~10-20 ms of this process's CPU,
+    on the same 2 cores as the flow), so it polls every ``interval`` only from 90% on and
+    every 5 intervals before: the end time keeps its ``interval`` precision."""
+    from tqdm import tqdm
+
+    first = None
+    n = 0
+    deadline = time.monotonic() + timeout
+    with tqdm(total=expected, desc=desc, unit="ev", disable=not progress,
+              mininterval=0.5) as bar:
+        while time.monotonic() < deadline:
+            now = time.time()
+            m = summ.counted_in()
+            if m and first is None:
+                first = now
+            bar.update(m - n)
+            n = m
+            if n >= expected:
+                return first, time.time(), n
+            time.sleep(interval if n >= 0.9 * expected else 5 * interval)
+    return first, None, n
+
+
+class ProbeWatcher(threading.Thread):
+    """Polls the probe agents' summaries; records when each interaction count appears.
+
+    Every ``interval`` (10 ms: the freshness figures are that precise; polling every 2 ms
+    cost a tenth of a core on the machine the flow runs on)."""
+
+    interval = 0.01
+
+    def __init__(self, url: str, keys: Any) -> None:
+        super().__init__(daemon=True)
+        self.summ = Summaries(url, keys, [f"probe{a}" for a in range(PROBE_AGENTS)])
+        self.seen: dict[str, dict[int, float]] = {f"probe{a}": {} for a in range(PROBE_AGENTS)}
+        self.base: dict[str, int] = {}
+        self.stop_event = threading.Event()
+
+    def snapshot_base(self) -> None:
+        for a, d in zip(self.seen, self.summ.docs(), strict=True):
+            self.base[a] = d["interactions"] if d else 0
+
+    def run(self) -> None:
+        last = dict(self.base)
+        while not self.stop_event.is_set():
+            docs = self.summ.docs()
+            now = time.time()
+            for a, d in zip(self.seen, docs, strict=True):
+                if d is None:
+                    continue
+                n = d["interactions"] - self.base.get(a, 0)
+                for j in range(last.get(a, 0) + 1, n + 1):
+                    self.seen[a][j] = now
+                last[a] = max(last.get(a, 0), n)
+            time.sleep(self.interval)
+
+
+# -- the flow --------------------------------------------------------------------------------
+class Flow:
+    """``python -m dataflows.run`` (1 process) or two ``bytewax.run`` processes."""
+
+    def __init__(self, settings: Any, procs: int, log_dir: Path) -> None:
+        self.settings, self.procs, self.log_dir = settings, procs, log_dir
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        from stack.ports import free_port
+        from stack.processes import settings_env, start_dataflow
+
+        s = self.settings
+        if self.procs == 1:
+            self.children.append(start_dataflow(s, log_path=self.log_dir / "flow.log"))
+            return
+        store = Path(s.recovery_dir)
+        store.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(store),
+                        str(self.procs)], check=True)
+        addrs = ";".join(f"127.0.0.1:{free_port()}" for _ in range(self.procs))
+        for i in range(self.procs):
+            env = settings_env(s)
+            env["BYTEWAX_PROCESS_ID"] = str(i)
+            cmd = [sys.executable, "-m", "bytewax.run", "dataflows.run:get_flow()",
+                   "-i", str(i), "-a", addrs, "-r", str(store),
+                   "-s", str(s.snapshot_seconds), "-b", "0"]
+            log = open(self.log_dir / f"flow{i}.log", "ab")  # noqa: SIM115
+            self.children.append(subprocess.Popen(cmd, env=env, stdout=log,
+                                                  stderr=subprocess.STDOUT,
+                                                  start_new_session=True))
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from stack.ports import wait_for_port
+
+        for i in range(self.procs):
+            wait_for_port("127.0.0.1", self.settings.dataflow_metrics_port + i, timeout)
+
+    def pids(self) -> list[int]:
+        """Python processes doing the work (dataflows.run forks bytewax.run)."""
+        out = []
+        for c in self.children:
+            kids = subprocess.run(["pgrep", "-P", str(c.pid)], capture_output=True,
+                                  text=True).stdout.split()
+            out += [int(k) for k in kids] or [c.pid]
+        return out
+
+    def sink_seconds(self) -> dict[str, float]:
+        """Seconds the flow processes spent in sink calls so far (their Prometheus sums)."""
+        import urllib.request
+
+        out = {"redis": 0.0, "kafka": 0.0}
+        for i in range(self.procs):
+            url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                for name in out:
+                    if line.startswith(f"rewardflow_{name}_write_seconds_sum"):
+                        out[name] += float(line.split()[-1])
+        return {k: round(v, 3) for k, v in out.items()}
+
+    def alive(self) -> bool:
+        return all(c.poll() is None for c in self.children)
+
+    def stop(self) -> None:
+        from stack.processes import stop
+
+        for c in self.children:
+            stop(c)
+
+
+def _pct(vals: list[float], q: float) -> float | None:
+    if not vals:
+        return None
+    s = sorted(vals)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, from /proc/stat)."""
+    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    vals = [int(x) for x in f]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _pid(service: Any) -> int:
+    """The process id of a started ``EmbeddedBroker`` / ``RedisServer``."""
+    proc = service._proc  # noqa: SLF001 - stack/ exposes no pid; read-only use
+    return int(proc.pid) if proc is not None else 0
