@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     flow = build_flow(TestingSource(msgs, batch_size=args.batch), NullSink(),
                       PackOnlyRedisSink("redis://", Keys("bench"), 3600), s)
-    tune_gc()
+    tune_gc(s.dataflow_gc_threshold)
     prof = cProfile.Profile() if args.cprofile else None
     t0, c0 = time.perf_counter(), time.process_time()
     if prof is not None:

@@ -10,13 +10,13 @@ of the per-agent step (``tests/dataflows``: exactness, recovery, 1 vs 2 workers)
 
 Recovery state is the shard's agents, each pickled on its own and cached until the agent
 changes again (an epoch re-pickles only the agents it touched). The shard count is part of
-the recovery layout: change ``RF_AGENT_SHARDS`` only with a fresh recovery store.
+the recovery layout: change ``RF_AGENT_SHARDS`` (``Settings.agent_shards``) only with a
+fresh recovery store.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import time
 import zlib
@@ -39,11 +39,7 @@ OLD_LAYOUT = ("the recovery store was written by an older rewardflow (a separate
               "clock step, agent-keyed state): stop the flow, delete the store and replay "
               "the topics (Redis writes are absolute and seq-guarded)")
 
-#: Number of agent shards (keys of the stateful agent step).
-AGENT_SHARDS = int(os.environ.get("RF_AGENT_SHARDS", "") or 64)
-
-
-def shard_of(agent_key: str, shards: int = AGENT_SHARDS) -> str:
+def shard_of(agent_key: str, shards: int) -> str:
     """The shard key of ``"tenant:agent_id"`` (stable across processes and restarts).
 
     >>> shard_of("default:a1", 64) == shard_of("default:a1", 64)

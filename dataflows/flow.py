@@ -97,7 +97,8 @@ def build_flow(
     if not isinstance(source, FixedPartitionedSource):
         msg = "build_flow needs a fixed-partitioned source of Kafka messages"
         raise TypeError(msg)
-    parsed = op.input("kafka_in", flow, ClockedSource(source, topics.dlq))
+    parsed = op.input("kafka_in", flow, ClockedSource(source, topics.dlq,
+                                                         settings.agent_shards))
     split = op.branch("valid", parsed, _is_event)
     results = op.stateful_batch("agent", split.trues, builder)
     out = op.branch("route", results, _is_kafka)

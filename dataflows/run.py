@@ -51,12 +51,13 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
     as Bytewax does."""
 
     #: After a poll that did not fill a batch, the next poll of this partition waits this
-    #: long (``next_awake``; the worker does other work meanwhile). Polled as fast as the
-    #: worker could, a steady 15-20k/s stream came in batches of a few events, and the flow
-    #: spends ~40% more CPU per event on batches of 10 than of 1,000
-    #: (``bench.flow_profile --batch``). Measured at 15k/s live (``bench.pipeline --rate``):
-    #: 20 ms -> freshness p99 6.9 s (falling behind), 50 ms -> 2.4 s, 100 ms -> 3.0 s.
-    POLL_EVERY = float(os.environ.get("RF_SOURCE_POLL_MS", "") or 50) / 1000
+    #: long (``next_awake``; the worker does other work meanwhile; ``RF_SOURCE_POLL_MS``).
+    #: Polled as fast as the worker could, a steady 15-20k/s stream came in batches of a
+    #: few events, and the flow spends ~40% more CPU per event on batches of 10 than of
+    #: 1,000 (``bench.flow_profile --batch``). Measured at 15k/s live (``bench.pipeline
+    #: --rate``): 20 ms -> freshness p99 6.9 s (falling behind), 50 ms -> 2.4 s, 100 ms ->
+    #: 3.0 s.
+    poll_every = 0.05
 
     _awake: datetime | None = None
 
@@ -71,7 +72,7 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
         # steady stream, that left the worker idle a quarter of the time.)
         msgs = self._consumer.consume(self._batch_size, 0)
         self._awake = None if len(msgs) >= self._batch_size else \
-            datetime.now(UTC) + timedelta(seconds=self.POLL_EVERY)
+            datetime.now(UTC) + timedelta(seconds=self.poll_every)
         batch: list[Any] = []
         append = batch.append
         topic, part = self._topic, self._part_idx
@@ -106,7 +107,11 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
 
 class LeanKafkaSource(KafkaSource):
     """:class:`KafkaSource` with :class:`_LeanKafkaPartition` partitions (same part names,
-    configuration and recovery state)."""
+    configuration and recovery state); ``poll_every`` seconds between short polls."""
+
+    def __init__(self, *args: Any, poll_every: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.poll_every = poll_every
 
     def list_parts(self) -> list[str]:
         """Kafka partitions, listed with the broker address only (consumer-only settings
@@ -131,8 +136,10 @@ class LeanKafkaSource(KafkaSource):
             "statistics.interval.ms": 1000,
         }
         config.update(self._add_config)
-        return _LeanKafkaPartition(step_id, config, topic, int(idx), self._starting_offset,
+        part = _LeanKafkaPartition(step_id, config, topic, int(idx), self._starting_offset,
                                    resume_state, self._batch_size, self._raise_on_errors)
+        part.poll_every = self.poll_every
+        return part
 
 
 def _lag_monitor(settings: Settings, interval: float = 5.0) -> None:
@@ -152,37 +159,32 @@ def _lag_monitor(settings: Settings, interval: float = 5.0) -> None:
         time.sleep(interval)
 
 
-#: How long the broker may hold a fetch that has not much new (librdkafka's default is
-#: 500 ms). Measured on the embedded Tansu broker with a steady 9k msgs/s stream: 500 ms
-#: gives a consume latency of p50 126 ms / p99 267 ms, 100 ms gives 33 / 62 ms for about
-#: 10% more broker CPU, 10 ms gives 8 / 17 ms for 55% more (Tansu answers many more small
-#: fetches); a quiet partition's first message took 222 ms with 500 ms.
-FETCH_WAIT_MS = int(os.environ.get("RF_FETCH_WAIT_MS", "") or 100)
+# RF_KAFKA_FETCH_WAIT_MS (100): how long the broker may hold a fetch that has not much new
+# (librdkafka's default is 500 ms). Measured on the embedded Tansu broker with a steady 9k
+# msgs/s stream: 500 ms gives a consume latency of p50 126 ms / p99 267 ms, 100 ms gives
+# 33 / 62 ms for about 10% more broker CPU, 10 ms gives 8 / 17 ms for 55% more (Tansu
+# answers many more small fetches); a quiet partition's first message took 222 ms with
+# 500 ms.
 
 
-#: Generation-0 threshold of the cyclic GC in the flow process (CPython's default is 700).
-#: The flow allocates a few hundred short-lived objects per event and creates almost no
-#: cycles, so default-frequency collections (which also walk every agent's state in the
-#: older generations) cost ~25% of the flow's CPU. A young collection walks every object
-#: still alive since the last one, and events stay alive until their agent's watermark
-#: passes them: at 50,000 a young collection caught ~50k buffered events each time (GC
-#: ~8% of the flow, measured with ``python -m bench.flow_profile``); at 1,000,000 nearly
-#: all of them are gone by then (GC < 1%). ``RF_DATAFLOW_GC_THRESHOLD=0`` keeps Python's
-#: defaults.
-GC_THRESHOLD = (1_000_000, 20, 100)
-
-
-def tune_gc() -> None:
+# RF_DATAFLOW_GC_THRESHOLD (1,000,000): generation-0 threshold of the cyclic GC in the flow
+# process (CPython's default is 700).
+# The flow allocates a few hundred short-lived objects per event and creates almost no
+# cycles, so default-frequency collections (which also walk every agent's state in the
+# older generations) cost ~25% of the flow's CPU. A young collection walks every object
+# still alive since the last one, and events stay alive until their agent's watermark
+# passes them: at 50,000 a young collection caught ~50k buffered events each time (GC
+# ~8% of the flow, measured with ``python -m bench.flow_profile``); at 1,000,000 nearly
+# all of them are gone by then (GC < 1%). 0 keeps Python's defaults.
+def tune_gc(gen0: int) -> None:
     """Freeze what startup allocated (modules, schemas) and collect far less often."""
     import gc
 
-    raw = os.environ.get("RF_DATAFLOW_GC_THRESHOLD", "")
-    gen0 = int(raw) if raw.strip() else GC_THRESHOLD[0]
     if gen0 <= 0:
         return
     gc.collect()
     gc.freeze()
-    gc.set_threshold(gen0, *GC_THRESHOLD[1:])
+    gc.set_threshold(gen0, 20, 100)
 
 
 def get_flow() -> Dataflow:
@@ -211,15 +213,16 @@ def get_flow() -> Dataflow:
     source = LeanKafkaSource([settings.kafka_bootstrap_servers], list(settings.topics.inputs),
                              tail=True, batch_size=settings.dataflow_batch_size,
                              raise_on_errors=False,
+                             poll_every=settings.source_poll_ms / 1000,
                              add_config={"auto.offset.reset": "earliest",
-                                         "fetch.wait.max.ms": str(FETCH_WAIT_MS)})
+                                         "fetch.wait.max.ms": str(settings.kafka_fetch_wait_ms)})
     flow = build_flow(
         source,
         TimedKafkaSink(settings.kafka_bootstrap_servers),
         RedisProjectionSink(settings.redis_url, settings.keys, settings.projection_ttl_seconds),
         settings,
     )
-    tune_gc()
+    tune_gc(settings.dataflow_gc_threshold)
     return flow
 
 

@@ -23,7 +23,7 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows import metrics as _m
-from dataflows.agent_step import AGENT_SHARDS, OLD_LAYOUT, shard_of
+from dataflows.agent_step import OLD_LAYOUT, shard_of
 from dataflows.metrics import POSITIONS, InputClock, flow_metrics
 from dataflows.parse import INPUT_TYPES, parse_message
 from schemas.events import EVENT_ADAPTER, dump_event
@@ -47,20 +47,22 @@ class Parsed(tuple):  # type: ignore[type-arg]
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reparsed, (self[0], self[3], self[2]))
 
-#: agent key -> its shard key
-_SHARDS: dict[str, str] = {}
+class ShardCache(dict[str, str]):
+    """Agent key -> its shard key among ``shards`` (bounded memo of :func:`shard_of`)."""
+
+    def __init__(self, shards: int) -> None:
+        super().__init__()
+        self.shards = shards
+
+    def __missing__(self, agent_key: str) -> str:
+        if len(self) >= 1_000_000:
+            self.clear()
+        s = self[agent_key] = shard_of(agent_key, self.shards)
+        return s
 
 
-def _shard(agent_key: str) -> str:
-    s = _SHARDS.get(agent_key)
-    if s is None:
-        if len(_SHARDS) >= 1_000_000:
-            _SHARDS.clear()
-        s = _SHARDS[agent_key] = shard_of(agent_key, AGENT_SHARDS)
-    return s
-
-
-def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str) -> list[Any]:
+def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str,
+                    shards: ShardCache) -> list[Any]:
     """Parse a batch and stamp the partition clocks (``clocks`` is updated in place).
 
     Valid events: ``(shard, Parsed((agent key, event, (topic, partition, offset, newest),
@@ -70,7 +72,6 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str) -> list[Any
     """
     validate = EVENT_ADAPTER.validate_json
     accepted = INPUT_TYPES
-    shards = _SHARDS
     m = flow_metrics()
     counts: dict[tuple[str, str], int] = {}
     out: list[Any] = []
@@ -101,7 +102,7 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str) -> list[Any
         if newest is None or ts > newest:
             clocks[pk] = ts
         key = f"{event.tenant}:{event.agent_id}"
-        shard = shards.get(key) or _shard(key)
+        shard = shards[key]
         append((shard, Parsed((key, event, (topic, pk[1], msg.offset, newest), value))))
     if msgs:  # an empty batch is no input
         InputClock.last = time.time()
@@ -119,14 +120,15 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str) -> list[Any
 
 class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
     def __init__(self, inner: StatefulSourcePartition[Any, Any], clocks: Clocks,
-                 dlq_topic: str) -> None:
+                 dlq_topic: str, shards: int) -> None:
         self.inner, self.clocks, self.dlq_topic = inner, clocks, dlq_topic
+        self.shards = ShardCache(shards)
 
     def next_batch(self) -> Iterable[Any]:
         msgs = self.inner.next_batch()  # StopIteration ends the input, as before
         if not isinstance(msgs, list):
             msgs = list(msgs)
-        return parse_and_clock(msgs, self.clocks, self.dlq_topic)
+        return parse_and_clock(msgs, self.clocks, self.dlq_topic, self.shards)
 
     def next_awake(self) -> datetime | None:
         return self.inner.next_awake()
@@ -141,8 +143,9 @@ class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
 class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
     """``inner``'s partitions, parsed and stamped with the partition clocks (see module)."""
 
-    def __init__(self, inner: FixedPartitionedSource[Any, Any], dlq_topic: str) -> None:
-        self.inner, self.dlq_topic = inner, dlq_topic
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], dlq_topic: str,
+                 shards: int) -> None:
+        self.inner, self.dlq_topic, self.shards = inner, dlq_topic, shards
 
     def list_parts(self) -> list[str]:
         return self.inner.list_parts()
@@ -156,4 +159,4 @@ class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
         else:
             raise ValueError(OLD_LAYOUT)
         return _ClockedPartition(self.inner.build_part(step_id, for_part, inner_state),
-                                 clocks, self.dlq_topic)
+                                 clocks, self.dlq_topic, self.shards)

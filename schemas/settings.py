@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     snapshot_seconds: int = Field(default=5, ge=1)
     dataflow_metrics_port: int = 9108
     dataflow_batch_size: int = Field(default=1000, ge=1)
+    #: keys of the stateful agent step; part of the recovery layout (change it only with a
+    #: fresh recovery store)
+    agent_shards: int = Field(default=64, ge=1)
+    #: after a poll that did not fill a batch, wait this long before the next one
+    source_poll_ms: float = Field(default=50.0, ge=0)
+    #: librdkafka ``fetch.wait.max.ms`` of the flow's consumer (its default is 500)
+    kafka_fetch_wait_ms: int = Field(default=100, ge=0)
+    #: generation-0 threshold of the flow process's cyclic GC; 0 keeps Python's defaults
+    dataflow_gc_threshold: int = Field(default=1_000_000, ge=0)
 
     # Population priors (the population process, ``python -m dataflows.population_run``).
     population_refit_every: int = Field(default=50, ge=1)

@@ -67,7 +67,7 @@ def _partition_clock(newest: Any, parsed: Any) -> tuple[Any, Any]:
     """The rule one event at a time (the ``stateful_map`` mapper the flow used to run)."""
     kind, key, (event, meta) = parsed
     ts = event.ts.timestamp()
-    stamped = (kind, shard_of(key), (key, event, (*meta[:3], newest), event.ts))
+    stamped = (kind, shard_of(key, 64), (key, event, (*meta[:3], newest), event.ts))
     return (ts if newest is None else max(newest, ts)), stamped
 
 
@@ -77,7 +77,7 @@ def test_source_partition_clock_matches_stateful_map_mapper() -> None:
     from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
     from bytewax.testing import TestingSource
 
-    from dataflows.source import ClockedSource, parse_and_clock
+    from dataflows.source import ClockedSource, ShardCache, parse_and_clock
 
     rng = random.Random(6)
     msgs, want = [], []
@@ -110,11 +110,11 @@ def test_source_partition_clock_matches_stateful_map_mapper() -> None:
     clocks: dict[Any, float] = {}
     got: list[Any] = []
     for lo in range(0, 120, 7):
-        got += norm(parse_and_clock(msgs[lo:lo + 7], clocks, "t.dlq"))
+        got += norm(parse_and_clock(msgs[lo:lo + 7], clocks, "t.dlq", ShardCache(64)))
     assert got == want
     assert clocks == newest
     # the same through the source wrapper, resumed from a snapshot half-way
-    src = ClockedSource(TestingSource(msgs, batch_size=10), "t.dlq")
+    src = ClockedSource(TestingSource(msgs, batch_size=10), "t.dlq", 64)
     part = src.build_part("in", "iterable", None)
     got = norm(list(part.next_batch()) + list(part.next_batch()))
     state = part.snapshot()
