@@ -9,14 +9,18 @@ What the base class does for every algorithm:
 
 * **Values.** A running mean reward (``river.stats.Mean``) per context bucket and action,
   plus the agent-wide bucket ``*``; blended with the template's population prior
-  (:mod:`schemas.priors`) as pseudo-rewards when one is attached.
+  (:mod:`schemas.priors`) as pseudo-rewards when one is attached
+  (:mod:`dataflows.learner.archetypes` keeps the archetype posterior).
 * **Distribution.** Subclasses may publish an explicit action distribution per bucket
   (:meth:`bucket_distribution`); the gateway samples from it, so the logged propensity is
   exact by construction. Without one the gateway plays epsilon-greedy over the values.
-* **Trait tuning.** Rewards of decisions that probed a trait by ``+delta`` or ``-delta``
-  go to ``river.stats.Var`` per (trait, sign). When both signs have ``probe_min_count``
-  rewards and their means differ by more than ``probe_z`` standard errors, the trait moves
-  one bounded step toward the winner and that trait's probe statistics restart.
+  Epsilon decays with the bucket's rewards, the prior's pseudo-rewards included.
+* **Trait tuning** (:mod:`dataflows.learner.traits`). Rewards of decisions that probed a
+  trait by ``+delta`` or ``-delta`` go to ``river.stats.Var`` per (trait, sign). When both
+  signs have ``probe_min_count`` rewards and their means differ by more than ``probe_z``
+  standard errors, the trait moves one bounded step toward the winner (smaller after a
+  reversal) and that trait's probe statistics restart; while no probe shows anything the
+  probes widen.
 * **Safety.** Every published document is passed through the agent's trait bounds, the
   tenant/template rules (:class:`schemas.policy.SafetyRules`, data loaded by
   :mod:`dataflows.learner.safety`), the maximum step, and the exploration switches; whatever
@@ -37,39 +41,15 @@ from typing import Any
 
 from river import stats
 
+from dataflows.learner.archetypes import intern_prior
+from dataflows.learner.traits import DEFAULT_PROBE_SHARE
+from dataflows.learner.versions import Stats, Versioning
 from schemas.agent import AgentSpec
 from schemas.buckets import GLOBAL_BUCKET
 from schemas.policy import PolicyDocument, ResolvedSafety, SafetyRules
-from schemas.priors import PriorDocument, archetype_loglik, archetype_weights, blend
+from schemas.priors import PriorDocument, blend
 
-#: Default share of decisions that probe a trait when the spec does not say.
-DEFAULT_PROBE_SHARE = 0.2
-
-Stats = dict[str, tuple[dict[str, float], dict[str, int]]]
-
-
-#: One shared instance per (tenant, template, version) in this process: every agent of a
-#: template refers to the same prior (about 20 KB as Python objects) instead of its own copy.
-_PRIORS: dict[tuple[str, str, int], PriorDocument] = {}
-_PRIORS_MAX = 1024
-
-
-def intern_prior(doc: PriorDocument) -> PriorDocument:
-    """The process's shared instance of ``doc`` (equal content, same key), or ``doc``.
-
-    >>> from schemas.priors import PriorDocument
-    >>> a, b = PriorDocument(template="t", version=2), PriorDocument(template="t", version=2)
-    >>> intern_prior(a) is intern_prior(b) is a
-    True
-    """
-    key = (doc.tenant, doc.template, doc.version)
-    cur = _PRIORS.get(key)
-    if cur is not None and (cur is doc or cur == doc):
-        return cur
-    if len(_PRIORS) >= _PRIORS_MAX:
-        _PRIORS.clear()
-    _PRIORS[key] = doc
-    return doc
+__all__ = ["DEFAULT_PROBE_SHARE", "PolicyLearner", "Stats", "intern_prior", "stable_seed"]
 
 
 def stable_seed(*parts: object) -> int:
@@ -81,7 +61,7 @@ def stable_seed(*parts: object) -> int:
     return zlib.crc32("/".join(str(p) for p in parts).encode())
 
 
-class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to override
+class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks they override
     """Learns one agent's policy from rewards and publishes versioned documents.
 
     Parameters
@@ -141,10 +121,8 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         self.means: dict[str, dict[str, stats.Mean]] = {}
         self.probs: dict[str, dict[str, float]] = {}
         self.dirty: dict[str, None] = {}
-        self.traits: dict[str, float] = {}
-        self.probe_stats: dict[str, tuple[stats.Var, stats.Var]] = {}
+        self._init_traits()
         self.trait_notes: list[str] = []
-        self.trait_evidence: dict[str, float] = {}
         self.clamps: list[str] = []
         self.clamps_counted: list[str] = []
         self.prior: PriorDocument | None = prior
@@ -169,6 +147,9 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "level_stats" not in state:  # a snapshot from before adaptive probes
+            self.trait_moves, self.level_stats = {}, None
+            self.probe_level = self.probe_backoff = self.level_moves = 0
         self._rules = None
         self._cache = {}
         if self.prior is not None:
@@ -195,54 +176,22 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         for t, v in spec.traits.items():
             if old is None or old.traits.get(t) != v or t not in self.traits:
                 self.traits[t] = float(v)
-                self.probe_stats.pop(t, None)
+                self._forget_trait(t)
         for t in list(self.traits):
             if t not in spec.traits:
                 del self.traits[t]
-                self.probe_stats.pop(t, None)
+                self._forget_trait(t)
         self.dirty.update(dict.fromkeys(self.means))
         self._cache = {}
         if self.prior is not None:
             self.set_prior(self.prior)
 
-    def set_prior(self, prior: PriorDocument | None) -> None:
-        """Attach the template's population prior (``None`` detaches it).
-
-        The archetype likelihoods are recomputed from the agent's value tables (each
-        (bucket, action) mean counted ``n`` times), so a prior that arrives late still
-        weighs the agent's evidence.
-        """
-        self.prior = prior = intern_prior(prior) if prior is not None else None
-        self.arch_ll = []
-        self.prior_w = []
-        self._cache = {}
-        if prior is None or not prior.archetypes:
-            self.dirty.update(dict.fromkeys(self.means))
-            return
-        ll = [0.0] * len(prior.archetypes)
-        for b, arms in self.means.items():
-            if b == GLOBAL_BUCKET and len(self.means) > 1:
-                continue  # ``*`` repeats the other buckets' rewards
-            for a, m in arms.items():
-                step = archetype_loglik(prior, [0.0] * len(ll), b, a, m.get())
-                ll = [x + m.n * y for x, y in zip(ll, step, strict=True)]
-        self.arch_ll = ll
-        self.prior_w = archetype_weights(prior, ll)
-        self.dirty.update(dict.fromkeys(self.means))
-        self.dirty.update(dict.fromkeys(self._prior_buckets()))
-
     @property
     def base_epsilon(self) -> float:
         return self.spec.epsilon if self.spec is not None else 0.1
 
-    @property
-    def explore_allowed(self) -> bool:
-        """Exploration (and probing) is allowed by the agent and by the tenant rules."""
-        spec_ok = self.spec.explore if self.spec is not None else True
-        return spec_ok and self.safety.explore
-
-    def epsilon_for(self, n: int) -> float:
-        """Epsilon after ``n`` rewards in a bucket.
+    def epsilon_for(self, n: float) -> float:
+        """Epsilon after ``n`` rewards in a bucket (with a prior, its pseudo-rewards count).
 
         >>> from dataflows.learner import EpsilonGreedyLearner
         >>> lrn = EpsilonGreedyLearner("a", epsilon_floor=0.05, epsilon_decay_count=10)
@@ -269,14 +218,10 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         if probe:
             trait, delta = (probe["trait"], probe["delta"]) if isinstance(probe, dict) else probe
             self._observe_probe(str(trait), float(delta), reward)
-        if self.prior is not None and self.prior.archetypes:
-            self.arch_ll = archetype_loglik(self.prior, self.arch_ll, bucket, action, reward)
-            new_w = archetype_weights(self.prior, self.arch_ll)
-            if not self.prior_w or max(abs(x - y) for x, y in zip(new_w, self.prior_w,
-                                                                  strict=True)) > 0.01:
-                self.dirty.update(dict.fromkeys(self.means))
-                self.dirty.update(dict.fromkeys(self._prior_buckets()))
-            self.prior_w = new_w
+        elif self.traits:
+            self._observe_base(reward)
+        if self.prior is not None:
+            self._observe_prior(bucket, action, reward)
         self.pending_rewards += 1
         self.total_rewards += 1
         self.last_update_ts = ts
@@ -293,27 +238,11 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
             mean.update(reward)
             self.dirty[b] = None
 
-    def _observe_probe(self, trait: str, delta: float, reward: float) -> None:
-        if trait not in self.traits or delta == 0.0:
-            return
-        pair = self.probe_stats.get(trait)
-        if pair is None:
-            pair = self.probe_stats[trait] = (stats.Var(), stats.Var())
-        pair[1 if delta > 0 else 0].update(reward)
-
     # -- values and distributions -----------------------------------------------------------
     def _actions(self, bucket: str) -> list[str]:
         if self.spec is not None:
             return self.spec.actions
         return sorted(self.means.get(bucket, {}))
-
-    def _prior_buckets(self) -> list[str]:
-        if self.prior is None or not self.prior.archetypes:
-            return []
-        seen: dict[str, None] = {}
-        for arch in self.prior.archetypes:
-            seen.update(dict.fromkeys(arch.values))
-        return list(seen)
 
     def bucket_values(self, bucket: str) -> tuple[dict[str, float], dict[str, int]]:
         """``(values, counts)`` of one bucket: own means blended with the prior."""
@@ -351,73 +280,6 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
 
     def _seed(self, bucket: str) -> int:
         return stable_seed(self.tenant, self.agent_id, bucket, self.version)
-
-    # -- trait tuning and safety ------------------------------------------------------------
-    def _limits(self, trait: str) -> tuple[float, float]:
-        bounds = self.spec.bounds_for(trait) if self.spec is not None else (0.0, 1.0)
-        return self.safety.limits(trait, bounds)
-
-    def _trait_steps(self) -> list[str]:
-        """Move traits whose probes show a clear winner; returns one note per move."""
-        notes: list[str] = []
-        if not self.explore_allowed:
-            return notes
-        for trait in sorted(self.probe_stats):
-            neg, pos = self.probe_stats[trait]
-            nn, pn = int(neg.mean.n), int(pos.mean.n)
-            if nn < self.probe_min_count or pn < self.probe_min_count:
-                continue
-            diff = pos.mean.get() - neg.mean.get()
-            se = math.sqrt(max(neg.get(), 1e-6) / nn + max(pos.get(), 1e-6) / pn)
-            z = diff / se
-            if abs(z) < self.probe_z:
-                continue
-            cur = self.traits[trait]
-            lo, hi = self._limits(trait)
-            step = math.copysign(min(self.safety.max_step, self.probe_delta), diff)
-            new = min(hi, max(lo, round(cur + step, 6)))  # clamp last: rounding can't escape
-            del self.probe_stats[trait]
-            sign = "+" if diff > 0 else "-"
-            self.trait_evidence.update({
-                f"probe.{trait}.plus_mean": round(pos.mean.get(), 6),
-                f"probe.{trait}.minus_mean": round(neg.mean.get(), 6),
-                f"probe.{trait}.plus_n": float(pn), f"probe.{trait}.minus_n": float(nn),
-                f"probe.{trait}.z": round(z, 3)})
-            if new == cur:
-                continue
-            self.traits[trait] = new
-            notes.append(
-                f"{trait} {cur:.2f} -> {new:.2f}: the {sign}{self.probe_delta:g} probe won "
-                f"(mean reward {pos.mean.get():+.2f} over {pn} vs {neg.mean.get():+.2f} over "
-                f"{nn}, z={z:+.1f})")
-        return notes
-
-    def safe_traits(self) -> tuple[dict[str, float], list[str]]:
-        """Traits inside every limit, and a note for each one that had to be clamped."""
-        out: dict[str, float] = {}
-        clamps: list[str] = []
-        for t, v in self.traits.items():
-            lo, hi = self._limits(t)
-            c = min(hi, max(lo, v))
-            if c != v:
-                clamps.append(f"traits.{t}: {v:.4g} -> {c:.4g} (allowed [{lo:.4g}, {hi:.4g}])")
-                self.traits[t] = c
-            out[t] = c
-        return out, clamps
-
-    def probe_config(self) -> tuple[dict[str, Any], list[str]]:
-        """The probe block of the document (share 0 when exploring is not allowed)."""
-        clamps: list[str] = []
-        if not self.explore_allowed or not self.traits:
-            return {"share": 0.0, "delta": self.probe_delta, "traits": []}, clamps
-        want = self.spec.probe_share if self.spec is not None else None
-        share = DEFAULT_PROBE_SHARE if want is None else want
-        if share > self.safety.probe_share_max:
-            clamps.append(f"probe.share: {share:.4g} -> {self.safety.probe_share_max:.4g} "
-                          "(tenant rule)")
-            share = self.safety.probe_share_max
-        delta = min(self.probe_delta, 0.5)
-        return {"share": share, "delta": delta, "traits": sorted(self.traits)}, clamps
 
     # -- publishing -----------------------------------------------------------------------
     def _greedy(self, values: dict[str, float]) -> str | None:
@@ -466,24 +328,6 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
         self.published_greedy = greedy
         return self.policy_dict(stats_)
 
-    def _explain(self, changed: list[str], greedy: dict[str, str], stats_: Stats) -> str:
-        named = [b for b in changed if b != GLOBAL_BUCKET] or changed
-        if named:
-            b = named[0]
-            vals, counts = stats_[b]
-            g = greedy[b]
-            was = self.published_greedy.get(b)
-            tail = f", was {was}" if was else ""
-            more = f" (and {len(named) - 1} more buckets)" if len(named) > 1 else ""
-            if g not in counts:
-                why = ("the population prior favours it" if g in vals and self.prior_w
-                       else "every tried action there has a negative mean reward")
-                return f"{g} now leads in {b}: untried, {why}{tail}{more}."
-            return (f"{g} now leads in {b}: mean reward {vals[g]:+.2f} over {counts[g]} "
-                    f"rewards{tail}{more}.")
-        return (f"Value estimates refreshed from {self.pending_rewards} new rewards "
-                f"({self.total_rewards} in all); no greedy action changed.")
-
     def policy(self) -> PolicyDocument:
         """The current policy document (the published version), validated."""
         return PolicyDocument.model_validate(self.policy_dict())
@@ -499,7 +343,7 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
             if hit is not None and hit[3] is not None and b not in self.dirty:
                 buckets[b] = hit[3]
                 continue
-            n = sum(counts.values())
+            n = sum(counts.values()) + (self.prior_evidence(b) if self.prior_w else 0.0)
             eps = round(self.epsilon_for(n), 6) if explore else 0.0
             entry: dict[str, Any] = {"values": {a: round(v, 6) for a, v in vals.items()},
                                      "counts": dict(counts), "epsilon": eps}
@@ -551,37 +395,3 @@ class PolicyLearner(ABC):  # noqa: B024 - subclasses choose which hooks to overr
             from dataflows.metrics import flow_metrics
 
             flow_metrics().policy_clamps.inc(len(new))
-
-    # -- rollback -------------------------------------------------------------------------
-    def rollback(self, doc: dict[str, Any] | PolicyDocument, ts: float | None = None) -> None:
-        """Restore the values and traits of an older document; the next publish is new.
-
-        The restored version is published by the next :meth:`maybe_publish` as
-        ``version = current + 1`` with ``parent_version = current`` and the explanation
-        "rolled back to vN".
-        """
-        old = doc if isinstance(doc, PolicyDocument) else PolicyDocument.model_validate(doc)
-        self.means = {}
-        for b, bp in old.buckets.items():
-            arms: dict[str, stats.Mean] = {}
-            for a, v in bp.values.items():
-                n = bp.counts.get(a, 0)
-                if n > 0:
-                    m = stats.Mean()
-                    m.update(v, w=float(n))
-                    arms[a] = m
-            if arms:
-                self.means[b] = arms
-        for t in list(self.traits):
-            if t in old.traits:
-                self.traits[t] = float(old.traits[t])
-        self.probe_stats = {}
-        self.probs = {}
-        self.dirty = dict.fromkeys(self.means)
-        self._cache = {}
-        self.published_greedy = {}
-        if self.prior is not None:
-            self.set_prior(self.prior)
-        if ts is not None:
-            self.last_update_ts = ts
-        self.forced_note = f"rolled back to v{old.version}."

@@ -1,0 +1,121 @@
+"""Seed sweeps of the issue-4 figures, per archetype and per seed (in-process, no VW).
+
+``python -m bench.learning_sweep life [--seeds 0 1 2 --algorithms epsilon_greedy ucb]``
+    The population demo's protocol in-process: a prior is fitted on a training population
+    (``--train-per-archetype`` people of each archetype, seed ``1000 + seed``, ``--train-weeks``
+    weeks, the same algorithm), then ``--people-per-archetype`` new people per archetype
+    (seed ``seed``) play ``--weeks`` weeks with the prior and without it. Prints, per
+    algorithm, arm, seed and archetype: week-4 acceptance / oracle and the median
+    interactions to 80% of the oracle (:mod:`simulator.metrics`).
+
+``python -m bench.learning_sweep companion [--seeds 0 1 2 3 4 5 --people 10 --interactions 1500]``
+    rewardflow's trait tuning only: per seed, how many people end closer to their hidden
+    taste than they started, the mean distance start -> end, and bound violations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from bench.learning import rewardflow_backend, train_prior
+from bench.learning_companion import RewardflowCompanion, run_companion
+from simulator import companion as comp
+from simulator.life import SLOTS_PER_WEEK, make_people
+from simulator.metrics import interactions_to_target
+from simulator.runner import RunResult, run_life
+
+
+def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: int
+             ) -> dict[str, dict[str, float]]:
+    """Per archetype: week-4 (or last week) share of the oracle and median to 80%."""
+    people = make_people(per_archetype, seed=seed)
+    res: RunResult = run_life(people, rewardflow_backend(seed, algorithm, prior=prior),
+                              weeks=weeks, seed=seed, run_id=f"s{seed}", progress=False)
+    acc, orc = res.weekly("expected"), res.weekly("oracle_expected")
+    hits = interactions_to_target(res.records)
+    arch_of = {r["person_id"]: r["archetype"] for r in res.records}
+    wk = min(4, weeks) - 1
+    out: dict[str, dict[str, float]] = {}
+    for arch in sorted(acc):
+        vals = [h if h is not None else weeks * SLOTS_PER_WEEK + 1
+                for p, h in hits.items() if arch_of[p] == arch]
+        out[arch] = {"week4": acc[arch][wk] / orc[arch][wk],
+                     "median": float(statistics.median(vals)), "hits": vals}
+    return out
+
+
+def sweep_life(seeds: Sequence[int], algorithms: Sequence[str], per_archetype: int,
+               weeks: int, train_per_archetype: int, train_weeks: int) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for algo in algorithms:
+        for seed in seeds:
+            prior = train_prior(seed, train_per_archetype, train_weeks, algo)
+            for arm, pr in (("prior", prior), ("no prior", None)):
+                rows[f"{algo}|{arm}|{seed}"] = life_arm(seed, algo, pr, per_archetype, weeks)
+    print(f"{'algorithm':15s} {'arm':9s} {'seed':>4s}  "
+          + "  ".join(f"{a[:9]:>9s} wk4 t80" for a in ("night_owl", "introvert", "workhorse")))
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for key, per in rows.items():
+        algo, arm, seed = key.split("|")
+        cells = "  ".join(f"{per[a]['week4']:13.3f} {per[a]['median']:>4g}" for a in sorted(per,
+                          key=("night_owl", "introvert", "workhorse").index))
+        print(f"{algo:15s} {arm:9s} {seed:>4s}  {cells}")
+        for a, v in per.items():
+            p = pooled.setdefault(f"{algo}|{arm}|{a}", {"week4": [], "hits": [], "medians": []})
+            p["week4"].append(v["week4"])
+            p["hits"] += v["hits"]
+            p["medians"].append(v["median"])
+    print("\npooled over seeds: mean week-4/oracle (min over seeds), median of all people's "
+          "interactions to 80% (max of per-seed medians)")
+    for key, p in pooled.items():
+        algo, arm, a = key.split("|")
+        print(f"{algo:15s} {arm:9s} {a:10s} wk4 {statistics.mean(p['week4']):.3f} "
+              f"(min {min(p['week4']):.3f})  t80 {statistics.median(p['hits']):g} "
+              f"(max seed median {max(p['medians']):g})")
+    return rows
+
+
+def sweep_companion(seeds: Sequence[int], people: int, interactions: int,
+                    algorithm: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    closer_total = 0
+    n_total = 0
+    for seed in seeds:
+        ppl = comp.make_companion_people(people, seed=seed)
+        res = run_companion(ppl, RewardflowCompanion(algorithm), interactions, seed,
+                            block=interactions // 10)
+        closer = round(res["people_closer_at_end"] * people)
+        closer_total += closer
+        n_total += people
+        out[seed] = res
+        print(f"seed {seed}: {closer}/{people} closer, distance {res['trait_distance_start']:.3f}"
+              f" -> {res['trait_distance_end']:.3f}, violations {res['bound_violations']:.0f}, "
+              f"cumulative reward {res['cumulative_reward']:.0f}")
+    print(f"all: {closer_total}/{n_total} closer")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("world", choices=["life", "companion"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--algorithms", nargs="+", default=["epsilon_greedy", "ucb"])
+    ap.add_argument("--people-per-archetype", type=int, default=5)
+    ap.add_argument("--weeks", type=int, default=4)
+    ap.add_argument("--train-per-archetype", type=int, default=4)
+    ap.add_argument("--train-weeks", type=int, default=4)
+    ap.add_argument("--people", type=int, default=10)
+    ap.add_argument("--interactions", type=int, default=1500)
+    args = ap.parse_args(argv)
+    if args.world == "life":
+        sweep_life(args.seeds, args.algorithms, args.people_per_archetype, args.weeks,
+                   args.train_per_archetype, args.train_weeks)
+    else:
+        sweep_companion(args.seeds, args.people, args.interactions, args.algorithms[0])
+
+
+if __name__ == "__main__":
+    main()
