@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.ports import free_port, wait_for_port
+from stack.processes import terminate
 
 
 @dataclass
@@ -50,13 +51,7 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc)
         self._proc = None
 
     def kill(self) -> None:

@@ -72,6 +72,18 @@ def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None
     return proc
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    """SIGTERM a child server (broker, Redis, object store), SIGKILL it after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     """SIGINT the process group (Bytewax and uvicorn shut down cleanly on it), then SIGTERM,
     then SIGKILL, waiting up to ``timeout`` seconds after each."""

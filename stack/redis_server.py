@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.ports import free_port, wait_for_port
+from stack.processes import terminate
 
 
 @dataclass
@@ -63,13 +64,7 @@ class RedisServer:
             client.close()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc)
         self._proc = None
 
     def restart(self) -> None:
