@@ -219,7 +219,19 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
                     self._loaded = True
                 self._conn = self._client.connection_pool.get_connection()
             self._conn.send_packed_command([payload])
-            while len(self._inflight) > 1:
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning("redis pipeline failed (%s); resending the batches in flight", exc)
+            self._recover()
+            return
+        self._drain(keep=1)
+
+    def _drain(self, keep: int) -> None:
+        """Read replies until at most ``keep`` batches are in flight; on an error reply or a
+        lost connection, resend every batch in flight (:meth:`_recover`)."""
+        import redis
+
+        try:
+            while len(self._inflight) > keep:
                 if self._read(*self._inflight[0]):
                     self._recover()
                     return
@@ -256,17 +268,7 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
 
     def snapshot(self) -> None:
         """Wait for every batch in flight (the epoch's writes are in Redis when it commits)."""
-        import redis
-
-        try:
-            while self._inflight:
-                if self._read(*self._inflight[0]):
-                    self._recover()
-                    return
-                del self._inflight[0]
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-            log.warning("redis pipeline failed (%s); resending the batches in flight", exc)
-            self._recover()
+        self._drain(keep=0)
 
     def _send(self, payload: bytes, n: int) -> list[Exception]:
         """Send ``n`` packed commands, read every reply; the error replies."""
