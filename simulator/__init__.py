@@ -4,8 +4,8 @@
   week, hidden archetypes, Accept/Ignore as reward).
 - :mod:`simulator.companion`: the companion world (hidden trait tastes, rooms, implicit
   signals).
-- :mod:`simulator.runner`: one simulation loop with an HTTP driver (the running stack) and an
-  in-process driver (a learner, the random policy or the oracle).
+- :mod:`simulator.runner`: one simulation loop; :mod:`simulator.backends` its drivers, over
+  HTTP (the running stack) or in process (a learner, the random policy or the oracle).
 - :mod:`simulator.demo`: ``python -m simulator.demo`` prints acceptance per week against
   the oracle and random baselines and draws learning curves.
 """
