@@ -235,9 +235,14 @@ def run_life(
     rounds = range(weeks * SLOTS_PER_WEEK)
     bar: Any = rounds
     if progress:
+        import sys
+
         from tqdm import tqdm
 
-        bar = tqdm(rounds, desc=f"{backend.name} rounds", unit="round")
+        # On a terminal the bar redraws in place; in a log every redraw is a new line, so
+        # there it reports every 15 s.
+        bar = tqdm(rounds, desc=f"{backend.name} rounds", unit="round",
+                   mininterval=0.1 if sys.stderr.isatty() else 15.0)
     pool = ThreadPoolExecutor(max_workers=max(1, len(people))) if backend.concurrent else None
     try:
         for t in bar:
@@ -249,7 +254,7 @@ def run_life(
             if on_round is not None:
                 on_round(t, recs)
             if progress and recs:
-                bar.set_postfix(acc=f"{np.mean([r['expected'] for r in recs]):.2f}")
+                bar.set_postfix(acc=f"{np.mean([r['expected'] for r in recs]):.2f}", refresh=False)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
