@@ -6,12 +6,11 @@ import time
 
 import pytest
 
-from gateway.client import RewardflowClient
 from simulator.life import make_people
 from simulator.runner import HttpBackend, run_life
-from stack.ports import free_port, wait_for_port
-from stack.processes import start_dataflow, start_gateway, stop
+from stack.ports import free_port
 from tests.dataflows.kafka_io import consume_all, produce, wait_until
+from tests.running_stack import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +22,8 @@ def stack(settings, tmp_path):
                                     "snapshot_seconds": 2,
                                     "idle_watermark_seconds": 0.2,
                                     "allowed_lateness_seconds": 0.1})
-    flow = start_dataflow(s, log_path=tmp_path / "flow.log")
-    wait_for_port("127.0.0.1", s.dataflow_metrics_port, timeout=30)
-    gw = start_gateway(s, log_path=tmp_path / "gateway.log")
-    client = RewardflowClient(f"http://{s.gateway_host}:{s.gateway_port}")
-    wait_until(client.ready, timeout=30, interval=0.2)
-    yield s, client
-    client.close()
-    stop(gw)
-    stop(flow)
+    with running_stack(s, tmp_path) as client:
+        yield s, client
 
 
 SPEC = {"persona": {"name": "Ava", "description": "a helpful companion"},

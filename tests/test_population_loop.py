@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.client import RewardflowClient
 from schemas.agent import AgentSpec
 from schemas.events import AgentUpserted, DecisionMade, EventBase, FeedbackGiven
-from stack.ports import free_port, wait_for_port
-from stack.processes import start_dataflow, start_gateway, start_population, stop
+from stack.ports import free_port
+from stack.processes import start_population, stop
 from tests.dataflows.kafka_io import consume_all, produce, wait_until
+from tests.running_stack import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,8 @@ def stack(settings, tmp_path):
         "population_refit_every": 100, "population_refit_seconds": 1.0,
         "population_min_rewards": 10,
         "population_recovery_dir": str(tmp_path / "recovery-population")})
-    flow = start_dataflow(s, log_path=tmp_path / "flow.log")
-    pop = start_population(s, log_path=tmp_path / "population.log")
-    wait_for_port("127.0.0.1", s.dataflow_metrics_port, timeout=30)
-    gw = start_gateway(s, log_path=tmp_path / "gateway.log")
-    client = RewardflowClient(f"http://{s.gateway_host}:{s.gateway_port}")
-    wait_until(client.ready, timeout=30, interval=0.2)
-    yield s, client
-    client.close()
-    stop(gw)
-    stop(pop)
-    stop(flow)
+    with running_stack(s, tmp_path, population=True) as client:
+        yield s, client
 
 
 def _population_events(n_a: int, n_b: int, rewards: int) -> list[tuple[str, EventBase]]:
