@@ -10,7 +10,7 @@ import pytest
 
 from schemas.agent import AgentSpec
 from schemas.events import AgentUpserted, DecisionMade, FeedbackGiven
-from stack.ports import free_port
+from stack.ports import free_port, wait_for_port
 from stack.processes import start_dataflow, stop
 from tests.dataflows.kafka_io import consume_all, produce, wait_until
 
@@ -26,8 +26,13 @@ def flow_settings(settings):
 @pytest.fixture()
 def dataflow(flow_settings, tmp_path):
     proc = start_dataflow(flow_settings, log_path=tmp_path / "flow.log")
-    yield proc
-    stop(proc)
+    try:
+        # Ready once get_flow() ran (it opens the metrics port): a cold start in a fresh
+        # clone (recovery store, imports) must not eat the tests' processing timeouts.
+        wait_for_port("127.0.0.1", flow_settings.dataflow_metrics_port, timeout=90)
+        yield proc
+    finally:
+        stop(proc)
 
 
 def _decision(agent: str, action: str) -> DecisionMade:
