@@ -60,6 +60,7 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
     poll_every = 0.05
 
     _awake: datetime | None = None
+    _reading = False  # logged the first message of this partition
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -101,6 +102,10 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
                     partition=msg.partition(), timestamp=msg.timestamp())))
             last_offset = offset
         if last_offset is not None:
+            if not self._reading:
+                self._reading = True
+                log.info("kafka %s[%s]: reading, first offset %s", topic, part,
+                         getattr(batch[0], "offset", last_offset) if batch else last_offset)
             self._offset = last_offset + 1
         return batch
 
@@ -223,6 +228,9 @@ def get_flow() -> Dataflow:
         settings,
     )
     tune_gc(settings.dataflow_gc_threshold)
+    log.info("dataflow ready: topics %s on %s, %d agent shards, batch %d",
+             ",".join(settings.topics.inputs), settings.kafka_bootstrap_servers,
+             settings.agent_shards, settings.dataflow_batch_size)
     return flow
 
 
