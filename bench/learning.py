@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.learning_common import VW_ARGS, Timer
+from bench.learning_common import VW_ARGS, Timer, vw_learn
 from bench.learning_common import sample as _sample
 from bench.learning_common import vw_workspace as _vw
 from bench.learning_companion import (
@@ -158,12 +158,7 @@ class VWLifeBackend:
     def feedback(self, agent_id: str, user_id: str, decision: Decision, kind: str, value: float,
                  ts: datetime) -> None:
         ex, i, p = self.pending.pop(decision.decision_id)
-        labelled = list(ex)
-        labelled[i + 1] = f"0:{-value}:{p} {ex[i + 1]}"
-        t0 = time.perf_counter()
-        self.vws[agent_id].learn(labelled)
-        self.timer.seconds += time.perf_counter() - t0
-        self.timer.calls += 1
+        vw_learn(self.vws[agent_id], self.timer, ex, i, p, value)
 
     def settle(self, agent_id: str, decision: Decision) -> None:
         return None

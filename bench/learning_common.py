@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,18 @@ def vw_workspace(args: str) -> Any:
     import vowpalwabbit
 
     return vowpalwabbit.Workspace(args)
+
+
+def vw_learn(vw: Any, timer: Timer, ex: Sequence[str], i: int, p: float,
+             reward: float) -> None:
+    """Teach ``vw`` one cb_explore_adf example: action ``i`` (line ``i + 1`` after the shared
+    line) was chosen with probability ``p`` and earned ``reward`` (VW takes a cost)."""
+    labelled = list(ex)
+    labelled[i + 1] = f"0:{-reward}:{p} {ex[i + 1]}"
+    t0 = time.perf_counter()
+    vw.learn(labelled)
+    timer.seconds += time.perf_counter() - t0
+    timer.calls += 1
 
 
 def sample(pmf: Sequence[float], rng: random.Random) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.learning_common import VW_ARGS, Timer
+from bench.learning_common import VW_ARGS, Timer, vw_learn
 from bench.learning_common import sample as _sample
 from bench.learning_common import vw_workspace as _vw
 from dataflows.learner import PolicyLearner, make_learner
@@ -137,12 +137,7 @@ class VWCompanion(CompanionPolicy):
 
     def learn(self, agent_id: str, token: Any, reward: float, ts: float) -> None:
         ex, i, p = token
-        labelled = list(ex)
-        labelled[i + 1] = f"0:{-reward}:{p} {ex[i + 1]}"
-        t0 = time.perf_counter()
-        self.vws[agent_id].learn(labelled)
-        self.timer.seconds += time.perf_counter() - t0
-        self.timer.calls += 1
+        vw_learn(self.vws[agent_id], self.timer, ex, i, p, reward)
 
 
 class RandomCompanion(CompanionPolicy):
