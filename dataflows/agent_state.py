@@ -17,6 +17,10 @@ Semantics (the README's "Rewards" section says the same in prose):
   than the watermark on arrival, or older than the newest earlier event of its own Kafka
   partition minus the allowed lateness, is *late*: counted, never applied. The partition
   rule makes lateness independent of how fast each partition happens to be read.
+  The shard may also raise it to the *tick watermark* of the input's partition clocks
+  (``floor``, :mod:`dataflows.ticks`), which never makes an event late that the partition
+  rule would not. *Control events* (``AgentUpserted``, ``PolicyRollbackRequested``) are never
+  late: one behind the watermark is applied at the watermark (configuration from then on).
 * **Join.** A decision is open for ``[ts, ts + window)``. Explicit feedback and terminal
   signals (session_end, abandonment) close it when applied; otherwise the watermark passing
   ``ts + window`` closes it, with the model's default reward if nothing came.
@@ -169,8 +173,8 @@ class AgentState:
     def max_ts_any(self) -> float | None:
         return max(self.max_ts.values()) if self.max_ts else None
 
-    def _watermark(self, now: float, input_last: float) -> float:
-        wm = self.wm
+    def _watermark(self, now: float, input_last: float, floor: float = NEG_INF) -> float:
+        wm = self.wm if self.wm > floor else floor
         if "d" in self.max_ts and "s" in self.max_ts:
             wm = max(wm, min(self.max_ts["d"], self.max_ts["s"]) - self.cfg.lateness)
         top = self.max_ts_any
@@ -184,7 +188,7 @@ class AgentState:
         """Wall time at which the idle fallback would next release or close something,
         if no input arrives before then (``input_last``: newest input of the process)."""
         top = self.max_ts_any
-        if self.cfg.idle is None or top is None:
+        if self.cfg.idle is None or top is None or input_last == math.inf:
             return None
         due = [self.buffer[0][0]] if self.buffer else []
         while self.deadlines and self.deadlines[0][1] not in self.open:
@@ -196,11 +200,20 @@ class AgentState:
         return (max(self.last_arrival, input_last) + self.cfg.idle
                 + max(0.0, min(due) - top))
 
+    def next_due(self) -> float | None:
+        """Event time of the next thing a watermark would release or close, if any."""
+        while self.deadlines and self.deadlines[0][1] not in self.open:
+            heapq.heappop(self.deadlines)
+        if self.buffer:
+            b = self.buffer[0][0]
+            return min(b, self.deadlines[0][0]) if self.deadlines else b
+        return self.deadlines[0][0] if self.deadlines else None
+
     # -- input ----------------------------------------------------------------------------
     def ingest(self, ev: EventBase, meta: Meta, now: float, input_last: float = 0.0,
-               out: Emitted | None = None) -> Emitted:
+               out: Emitted | None = None, floor: float = NEG_INF) -> Emitted:
         """Take one validated event that arrived at wall time ``now`` (what it produced is
-        added to ``out`` when given, and returned)."""
+        added to ``out`` when given, and returned). ``floor``: the tick watermark."""
         self.seq += 1
         self.counts["in"] += 1
         if out is None:
@@ -211,27 +224,35 @@ class AgentState:
             self.counts["duplicates"] += 1
             out.duplicates += 1
             return out
+        rank = _RANK[ev.type]  # type: ignore[attr-defined]
+        if floor > self.wm:
+            self._release(floor, out)
         part_clock = meta[3] if len(meta) > 3 else None
-        if ts < self.wm or (part_clock is not None and ts < part_clock - self.cfg.lateness):
+        if rank == 0:  # a control event is never late: behind the watermark, it applies at it
+            at = ts if ts >= self.wm else self.wm
+        elif ts < self.wm or (part_clock is not None and ts < part_clock - self.cfg.lateness):
             self.counts["late"] += 1
             out.late += 1
             return out
+        else:
+            at = ts
         self.seen[key] = ts
         stream = _STREAM[ev.type]  # type: ignore[attr-defined]
-        self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), ts)
+        self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), at)
         self.last_arrival = now
         # tie-break on the id as an int: the same order as its (fixed-width hex) string
-        heapq.heappush(self.buffer, (ts, _RANK[ev.type], key, ev, meta))  # type: ignore[attr-defined]
-        return self._release(self._watermark(now, input_last), out)
+        heapq.heappush(self.buffer, (at, rank, key, ev, meta))
+        return self._release(self._watermark(now, input_last, floor), out)
 
-    def advance(self, now: float, input_last: float = 0.0) -> Emitted:
-        """Move the watermark to wall time ``now`` and apply what it passes.
+    def advance(self, now: float, input_last: float = 0.0, floor: float = NEG_INF) -> Emitted:
+        """Move the watermark to wall time ``now`` (or the tick watermark ``floor``) and apply
+        what it passes.
 
         The wall clock only counts once both this agent and the process's whole input
         (newest message at ``input_last``) have been quiet for ``idle`` seconds: a flow
         working through a backlog never turns its own slowness into lateness.
         """
-        return self._release(self._watermark(now, input_last))
+        return self._release(self._watermark(now, input_last, floor))
 
     def drain(self) -> Emitted:
         """Apply everything buffered (end of input): the watermark moves to the newest ts."""

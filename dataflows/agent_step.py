@@ -8,6 +8,10 @@ event of the batch that belongs to its agents and hands each agent's :class:`Age
 own events in arrival order, so rewards, projections and policy versions are exactly those
 of the per-agent step (``tests/dataflows``: exactness, recovery, 1 vs 2 workers).
 
+Watermark ticks from the input (:mod:`dataflows.ticks`) arrive in the shard's stream between
+events; a shard applies them in that order and releases, for every agent with something due,
+what the tick watermark has passed (so feedback no longer waits for its agent's next event).
+
 Recovery state is the shard's agents, each pickled on its own and cached until the agent
 changes again (an epoch re-pickles only the agents it touched). The shard count is part of
 the recovery layout: change ``RF_AGENT_SHARDS`` (``Settings.agent_shards``) only with a
@@ -31,6 +35,7 @@ from bytewax.operators import StatefulBatchLogic
 from dataflows import metrics as _m
 from dataflows.agent_state import AgentState, Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
+from dataflows.ticks import Tick, TickClock
 from schemas.events import DeadLetter, derived_id, dump_event
 
 log = logging.getLogger("rewardflow.dataflow")
@@ -176,8 +181,10 @@ class AgentLogic:
                 count(m.dlq_for("unattributed"))
                 count(m.unattributed)
 
-    def on_batch(self, values: list[Any], now: float) -> list[Any]:
-        """Apply ``(agent key, event, meta, raw)`` items (this agent's, in arrival order)."""
+    def on_batch(self, values: list[Any], now: float, floor: float,
+                 input_last: float) -> list[Any]:
+        """Apply ``(agent key, event, meta, raw)`` items (this agent's, in arrival order);
+        ``floor``: the shard's tick watermark; ``input_last``: see :func:`_input_last`."""
         t0 = time.perf_counter()
         out = Emitted()
         for _, event, meta, _ in values:
@@ -186,7 +193,7 @@ class AgentLogic:
             mark = (len(out.rewards), len(out.policies), len(out.dead), out.late,
                     out.duplicates, out.joined)
             try:
-                self.state.ingest(event, meta, now, InputClock.last, out)
+                self.state.ingest(event, meta, now, input_last, out, floor)
             except Exception as exc:  # a bug must not kill the flow: DLQ it with the reason
                 # what the failed event had added so far is dropped, as before
                 del out.rewards[mark[0]:], out.policies[mark[1]:], out.dead[mark[2]:]
@@ -201,11 +208,11 @@ class AgentLogic:
         _m.observe(flow_metrics().learner_seconds, time.perf_counter() - t0)
         return self._emit(out, now)
 
-    def on_notify(self, now: float) -> list[Any]:
+    def on_notify(self, now: float, floor: float, input_last: float) -> list[Any]:
         if self.state is None:
             return []
         try:
-            out = self.state.advance(now, InputClock.last)
+            out = self.state.advance(now, input_last, floor)
         except Exception:  # keep the flow alive; the next event retries the release
             log.exception("step 'agent' failed advancing the watermark of %s",
                           self.state.agent_id)
@@ -219,14 +226,21 @@ class AgentLogic:
         self.dirty_full = True
         return self._emit(out, now, force=True)
 
-    def notify_at(self) -> float | None:
+    def notify_at(self, input_last: float) -> float | None:
         if self.state is None:
             return None
-        at = self.state.notify_at(InputClock.last)
+        at = self.state.notify_at(input_last)
         if self.pending:
             trailing = self.last_emit + self.SNAPSHOT_EVERY
             at = trailing if at is None or trailing < at else at
         return at
+
+
+def _input_last() -> float:
+    """The newest input's wall time for the agents' idle fallback; now while an input
+    partition is still starting (the input is not quiet then, it has not begun: a feedback
+    read before its decision's partition answered once must not be released)."""
+    return time.time() if InputClock.starting else InputClock.last
 
 
 def _restore(blob: bytes, cfg: JoinConfig) -> AgentState | None:
@@ -252,6 +266,9 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
         self.due: dict[str, float] = {}
         #: agents activated since the last :meth:`notify_at`
         self.touched: set[str] = set()
+        #: the tick watermark, and agent -> event time of its next release or close
+        self.ticks = TickClock(cfg.lateness)
+        self.waiting: dict[str, float] = {}
         if resume is not None and not isinstance(resume, dict):
             raise ValueError(OLD_LAYOUT)  # per-agent state of the older layout
         for name, blob in (resume or {}).items():
@@ -261,9 +278,25 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         now = self.clock()
+        items: list[Any] = []
+        start, floor0 = 0, self.ticks.floor
+        for i, item in enumerate(values):
+            if item.__class__ is Tick:  # events before it, with the floor they came under
+                if i > start:
+                    self._events(values[start:i], now, items)
+                start = i + 1
+                self.ticks.tell(item)
+        if start < len(values):
+            self._events(values[start:] if start else values, now, items)
+        if self.ticks.floor > floor0:
+            self._release_due(now, items)
+        _m.maybe_flush()
+        return items, StatefulBatchLogic.RETAIN
+
+    def _events(self, values: list[Any], now: float, items: list[Any]) -> None:
         # Applying events counts as input activity: a long activation working through a
         # backlog must not look like quiet input to the idle-watermark fallback.
-        if values and now > InputClock.last:
+        if now > InputClock.last:
             InputClock.last = now
         groups: dict[str, list[Any]] = {}
         for item in values:
@@ -272,26 +305,34 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
                 groups[item[0]] = [item]
             else:
                 g.append(item)
-        items: list[Any] = []
-        agents, blobs = self.agents, self.blobs
+        agents, blobs, floor = self.agents, self.blobs, self.ticks.floor
+        last = _input_last()
         for name, evs in groups.items():
             a = agents.get(name)
             if a is None:
                 a = agents[name] = AgentLogic(self.cfg, self.topics, self.clock, None)
             blobs.pop(name, None)
-            items += a.on_batch(evs, now)
+            items += a.on_batch(evs, now, floor, last)
         self.touched.update(groups)
-        _m.maybe_flush()
-        return items, StatefulBatchLogic.RETAIN
+
+    def _release_due(self, now: float, items: list[Any]) -> None:
+        """Release what the raised tick watermark passed, for every agent with it due."""
+        floor, last = self.ticks.floor, _input_last()
+        for name, at in list(self.waiting.items()):
+            if at <= floor:
+                self.blobs.pop(name, None)
+                self.touched.add(name)
+                items += self.agents[name].on_notify(now, floor, last)
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         now = self.clock()
+        last = _input_last()
         items: list[Any] = []
         for name, at in list(self.due.items()):
             if at <= now:
                 self.blobs.pop(name, None)
                 self.touched.add(name)
-                items += self.agents[name].on_notify(now)
+                items += self.agents[name].on_notify(now, self.ticks.floor, last)
         _m.maybe_flush()
         return items, StatefulBatchLogic.RETAIN
 
@@ -306,13 +347,20 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
         return items, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        due, agents = self.due, self.agents
+        due, agents, waiting = self.due, self.agents, self.waiting
+        last = _input_last()
         for name in self.touched:
-            at = agents[name].notify_at()
+            a = agents[name]
+            at = a.notify_at(last)
             if at is None:
                 due.pop(name, None)
             else:
                 due[name] = at
+            nxt = a.state.next_due() if a.state is not None else None
+            if nxt is None:
+                waiting.pop(name, None)
+            else:
+                waiting[name] = nxt
         self.touched.clear()
         return datetime.fromtimestamp(min(due.values()), UTC) if due else None
 

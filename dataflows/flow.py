@@ -24,7 +24,7 @@ from dataflows.agent_state import JoinConfig
 from dataflows.agent_step import AgentLogic, ShardLogic, snapshot_item
 from dataflows.reward_model import RewardModel, load_reward_model
 from dataflows.sinks import local_key
-from dataflows.source import ClockedSource, Parsed
+from dataflows.source import ClockedSource, TickConfig
 from schemas.settings import Settings
 
 __all__ = ["AgentLogic", "build_flow", "join_config", "snapshot_item"]
@@ -50,7 +50,8 @@ def join_config(settings: Settings, model: RewardModel | None = None) -> JoinCon
 
 
 def _is_event(item: tuple[str, Any]) -> bool:
-    return item[1].__class__ is Parsed
+    """An event or a watermark tick (for the agent step), not a dead letter."""
+    return item[1].__class__ is not KafkaSinkMessage
 
 
 def _is_kafka(item: tuple[str, Any]) -> bool:
@@ -97,8 +98,10 @@ def build_flow(
     if not isinstance(source, FixedPartitionedSource):
         msg = "build_flow needs a fixed-partitioned source of Kafka messages"
         raise TypeError(msg)
+    ticks = TickConfig(settings.watermark_tick_ms / 1000, settings.idle_watermark_seconds,
+                       [topics.agents])
     parsed = op.input("kafka_in", flow, ClockedSource(source, topics.dlq,
-                                                         settings.agent_shards))
+                                                         settings.agent_shards, ticks))
     split = op.branch("valid", parsed, _is_event)
     results = op.stateful_batch("agent", split.trues, builder)
     out = op.branch("route", results, _is_kafka)

@@ -6,7 +6,7 @@ import threading
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.values import MutexValue
@@ -102,6 +102,9 @@ class InputClock:
     """
 
     last: float = 0.0
+    #: input partitions whose first fetch has not answered yet: the input is not quiet, it
+    #: has not started (the idle fallback waits for them)
+    starting: ClassVar[set[Any]] = set()
 
 
 def flow_metrics() -> FlowMetrics:

@@ -21,8 +21,8 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxKafkaPartition
 from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_END, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
-from confluent_kafka import TopicPartition
 
 from dataflows.flow import build_flow
 from dataflows.metrics import POSITIONS, flow_metrics
@@ -64,6 +64,23 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
 
     def next_awake(self) -> datetime | None:
         return self._awake
+
+    def started(self) -> bool:
+        """Whether a fetch of this partition has answered (its high watermark is known)."""
+        return bool(self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._part_idx), cached=True)[1] >= 0)
+
+    def caught_up(self) -> bool:
+        """Whether this partition has read everything the broker reported at its last fetch
+        (False until a fetch answered: a partition still starting is not idle)."""
+        lo, hi = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._part_idx), cached=True)
+        if hi < 0:
+            return False
+        off = self._offset
+        if off < 0:  # nothing read yet: caught up if empty (or told to start at the end)
+            return hi <= lo or off == OFFSET_END
+        return off >= hi
 
     def next_batch(self) -> list[Any]:
         if self._eof:

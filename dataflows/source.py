@@ -9,13 +9,15 @@ the messages it has seen: one step and one exchange fewer than a separate statef
 step keyed by partition, with the same stamps.
 
 Emits ``(shard, Parsed((agent key, event, (topic, partition, offset, newest before it),
-raw JSON)))`` for valid events and ``("dlq", KafkaSinkMessage)`` for the rest.
+raw JSON)))`` for valid events, ``("dlq", KafkaSinkMessage)`` for the rest and, from each
+partition of a data topic, ``(shard, Tick)`` to every shard when its clock moved
+(:mod:`dataflows.ticks`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from dataflows import metrics as _m
 from dataflows.agent_step import OLD_LAYOUT, shard_of
 from dataflows.metrics import POSITIONS, InputClock, flow_metrics
 from dataflows.parse import INPUT_TYPES, parse_message
+from dataflows.ticks import PartitionKey, Tick
 from schemas.events import EVENT_ADAPTER, dump_event
 
 #: newest event time per (topic, partition) read by one source partition
@@ -118,17 +121,103 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str,
     return out
 
 
+def kafka_partition(part: str) -> PartitionKey | None:
+    """``(topic, partition)`` of a Kafka source part name (``"{partition}-{topic}"``), else
+    None (e.g. a ``TestingSource``'s part).
+
+    >>> kafka_partition("1-rf.signals"), kafka_partition("iterable")
+    (('rf.signals', 1), None)
+    """
+    idx, sep, topic = part.partition("-")
+    return (topic, int(idx)) if sep and idx.isdigit() and topic else None
+
+
+class TickConfig:
+    """Where and how often the input sends watermark ticks (:mod:`dataflows.ticks`)."""
+
+    def __init__(self, every: float, idle: float | None, control_topics: Iterable[str]) -> None:
+        self.every, self.idle = every, idle
+        self.control_topics = frozenset(control_topics)
+
+    def data_partitions(self, parts: Iterable[str]) -> frozenset[PartitionKey] | None:
+        """The data partitions among source part names; None when ticks are off or a part
+        is not a Kafka partition."""
+        if self.every <= 0:
+            return None
+        pks = [kafka_partition(p) for p in parts]
+        if any(pk is None for pk in pks):
+            return None
+        return frozenset(pk for pk in pks if pk is not None and pk[0] not in self.control_topics)
+
+
+class _Ticker:
+    """One data partition's ticks: its clock to every shard, when it moved.
+
+    A partition that is caught up (``caught_up()`` of the inner partition) and has read
+    nothing for ``idle`` seconds ticks a *virtual* clock, its last clock plus the wall time
+    it has been idle beyond ``idle``. A partition that never read an event does not tick.
+    """
+
+    def __init__(self, pk: PartitionKey, expected: frozenset[PartitionKey], cfg: TickConfig,
+                 shards: int) -> None:
+        self.pk, self.expected, self.cfg = pk, expected, cfg
+        self.names = [f"s{i}" for i in range(shards)]
+        self.sent: float | None = None
+        self.last_tick = 0.0
+        self.last_data = time.monotonic()
+
+    def ticks(self, clock: float | None, had_data: bool, caught_up: Callable[[], bool],
+              out: list[Any]) -> None:
+        now = time.monotonic()
+        if had_data:
+            self.last_data = now
+        since, idle = now - self.last_tick, self.cfg.idle
+        if since < self.cfg.every:
+            return
+        if clock is None:
+            return
+        quiet = now - self.last_data
+        value = clock
+        if idle is not None and quiet >= idle:
+            if since < idle or not caught_up():  # idle ticks go out every ``idle`` seconds
+                return
+            value = clock + (quiet - idle)
+        if value == self.sent:
+            return
+        self.sent, self.last_tick = value, now
+        tick = Tick((self.pk, value, self.expected))
+        out += [(name, tick) for name in self.names]
+
+
 class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
     def __init__(self, inner: StatefulSourcePartition[Any, Any], clocks: Clocks,
-                 dlq_topic: str, shards: int) -> None:
+                 dlq_topic: str, shards: int, ticker: _Ticker | None = None) -> None:
         self.inner, self.clocks, self.dlq_topic = inner, clocks, dlq_topic
         self.shards = ShardCache(shards)
+        self.ticker = ticker
+        if getattr(inner, "started", None) is not None:
+            InputClock.starting.add(self)  # until its first fetch answered
 
     def next_batch(self) -> Iterable[Any]:
         msgs = self.inner.next_batch()  # StopIteration ends the input, as before
         if not isinstance(msgs, list):
             msgs = list(msgs)
-        return parse_and_clock(msgs, self.clocks, self.dlq_topic, self.shards)
+        out = parse_and_clock(msgs, self.clocks, self.dlq_topic, self.shards)
+        if self in InputClock.starting:
+            self._check_started()
+        t = self.ticker
+        if t is not None:  # after the events its clock counts (see dataflows.ticks)
+            t.ticks(self.clocks.get(t.pk), bool(msgs), self._caught_up, out)
+        return out
+
+    def _caught_up(self) -> bool:
+        caught_up = getattr(self.inner, "caught_up", None)
+        return bool(caught_up()) if caught_up is not None else False
+
+    def _check_started(self) -> None:
+        started = getattr(self.inner, "started", None)
+        if started is None or started():
+            InputClock.starting.discard(self)
 
     def next_awake(self) -> datetime | None:
         return self.inner.next_awake()
@@ -137,6 +226,7 @@ class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
         return {"inner": self.inner.snapshot(), "clocks": dict(self.clocks)}
 
     def close(self) -> None:
+        InputClock.starting.discard(self)
         self.inner.close()
 
 
@@ -144,11 +234,16 @@ class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
     """``inner``'s partitions, parsed and stamped with the partition clocks (see module)."""
 
     def __init__(self, inner: FixedPartitionedSource[Any, Any], dlq_topic: str,
-                 shards: int) -> None:
+                 shards: int, ticks: TickConfig | None = None) -> None:
         self.inner, self.dlq_topic, self.shards = inner, dlq_topic, shards
+        self.tick_cfg = ticks
+        self._data: frozenset[PartitionKey] | None = None
 
     def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
+        parts = self.inner.list_parts()
+        if self.tick_cfg is not None:
+            self._data = self.tick_cfg.data_partitions(parts)
+        return parts
 
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, Any] | None
                    ) -> _ClockedPartition:
@@ -158,5 +253,9 @@ class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
             inner_state, clocks = resume_state["inner"], dict(resume_state["clocks"])
         else:
             raise ValueError(OLD_LAYOUT)
+        ticker = None
+        pk = kafka_partition(for_part)
+        if self.tick_cfg is not None and self._data is not None and pk in self._data:
+            ticker = _Ticker(pk, self._data, self.tick_cfg, self.shards)
         return _ClockedPartition(self.inner.build_part(step_id, for_part, inner_state),
-                                 clocks, self.dlq_topic, self.shards)
+                                 clocks, self.dlq_topic, self.shards, ticker)

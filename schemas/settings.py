@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     allowed_lateness_seconds: float = Field(default=0.25, ge=0)
     idle_watermark_seconds: float | None = Field(default=0.25, gt=0)
     dedup_horizon_seconds: float = Field(default=86400.0, gt=0)
+    #: how often each input partition tells the agent shards its clock (the tick watermark,
+    #: ``dataflows/ticks.py``); 0 turns ticks off
+    watermark_tick_ms: float = Field(default=100.0, ge=0)
     reward_model_path: str | None = None
 
     # Projections.
