@@ -48,6 +48,7 @@ from dataflows.projections import Projections
 from dataflows.reward_model import RewardModel
 from schemas.events import (
     DERIVED_NAMESPACE,
+    EVENT_ADAPTER,
     AgentUpserted,
     DeadLetter,
     DecisionMade,
@@ -153,7 +154,8 @@ class AgentState:
         self.counts: dict[str, int] = {"in": 0, "duplicates": 0, "late": 0, "dlq": 0,
                                        "decisions": 0, "joined": 0, "agents": 0, "rewards": 0}
         self.seen: dict[int, float] = {}
-        self.buffer: list[tuple[float, int, int, EventBase, Meta]] = []
+        #: (ts, type rank, id as int, event, meta, its raw JSON or None), a heap
+        self.buffer: list[tuple[float, int, int, EventBase, Meta, bytes | None]] = []
         self.max_ts: dict[str, float] = {}
         self.last_arrival = 0.0
         self.wm = NEG_INF
@@ -211,9 +213,11 @@ class AgentState:
 
     # -- input ----------------------------------------------------------------------------
     def ingest(self, ev: EventBase, meta: Meta, now: float, input_last: float = 0.0,
-               out: Emitted | None = None, floor: float = NEG_INF) -> Emitted:
+               out: Emitted | None = None, floor: float = NEG_INF,
+               raw: bytes | None = None) -> Emitted:
         """Take one validated event that arrived at wall time ``now`` (what it produced is
-        added to ``out`` when given, and returned). ``floor``: the tick watermark."""
+        added to ``out`` when given, and returned). ``floor``: the tick watermark; ``raw``:
+        the event's JSON as read (a buffered event is snapshotted as that)."""
         self.seq += 1
         self.counts["in"] += 1
         if out is None:
@@ -241,7 +245,7 @@ class AgentState:
         self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), at)
         self.last_arrival = now
         # tie-break on the id as an int: the same order as its (fixed-width hex) string
-        heapq.heappush(self.buffer, (at, rank, key, ev, meta))
+        heapq.heappush(self.buffer, (at, rank, key, ev, meta, raw))
         return self._release(self._watermark(now, input_last, floor), out)
 
     def advance(self, now: float, input_last: float = 0.0, floor: float = NEG_INF) -> Emitted:
@@ -275,7 +279,7 @@ class AgentState:
                 self.seq += 1
                 self._close(did, nxt_dl, "timeout", out)
             elif nxt_ev <= self.wm:
-                ts, _, _, ev, meta = heapq.heappop(self.buffer)
+                ts, _, _, ev, meta, _ = heapq.heappop(self.buffer)
                 self.seq += 1
                 self.clock = ts if self.clock is None else max(self.clock, ts)
                 self._apply(ev, ts, meta, out)
@@ -402,5 +406,15 @@ class AgentState:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("cfg", None)  # configuration is re-attached on restore, not snapshotted
+        # Buffered events as their JSON: a pickled event model costs ~9 us, its bytes ~0.
+        state["buffer"] = [(ts, rank, key, None, meta,
+                            raw if raw is not None else ev.model_dump_json().encode())
+                           for ts, rank, key, ev, meta, raw in self.buffer]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        validate = EVENT_ADAPTER.validate_json
+        self.buffer = [(ts, rank, key, validate(raw), meta, raw)
+                       for ts, rank, key, _, meta, raw in state["buffer"]]
 

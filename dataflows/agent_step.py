@@ -187,13 +187,13 @@ class AgentLogic:
         ``floor``: the shard's tick watermark; ``input_last``: see :func:`_input_last`."""
         t0 = time.perf_counter()
         out = Emitted()
-        for _, event, meta, _ in values:
+        for _, event, meta, raw in values:
             if self.state is None:
                 self.state = AgentState(event.tenant, event.agent_id, self.cfg)
             mark = (len(out.rewards), len(out.policies), len(out.dead), out.late,
                     out.duplicates, out.joined)
             try:
-                self.state.ingest(event, meta, now, input_last, out, floor)
+                self.state.ingest(event, meta, now, input_last, out, floor, raw)
             except Exception as exc:  # a bug must not kill the flow: DLQ it with the reason
                 # what the failed event had added so far is dropped, as before
                 del out.rewards[mark[0]:], out.policies[mark[1]:], out.dead[mark[2]:]

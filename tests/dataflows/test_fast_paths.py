@@ -321,6 +321,36 @@ def test_parsed_items_pickle_as_raw_json() -> None:
     assert len(pickle.dumps(item)) < len(raw) + 200
 
 
+def test_buffered_events_snapshot_as_json_and_restore_to_the_same_result() -> None:
+    import pickle
+    from datetime import timedelta
+
+    from dataflows.agent_state import AgentState, JoinConfig
+    from dataflows.reward_model import load_reward_model
+    from schemas.events import FeedbackGiven, SignalObserved
+
+    cfg = JoinConfig(load_reward_model(), idle=None)
+    st = AgentState("default", "a", cfg)
+    d = DecisionMade(decision_id=uuid.uuid4(), agent_id="a", user_id="u", action="x",
+                     propensity=0.5, explored=False, policy_version=0, bucket="*")
+    sig = SignalObserved(decision_id=d.decision_id, agent_id="a", user_id="u",
+                         kind="sentiment", value=0.4, ts=d.ts + timedelta(seconds=1))
+    f = FeedbackGiven(decision_id=d.decision_id, agent_id="a", user_id="u", kind="thumbs",
+                      value=1.0, ts=d.ts + timedelta(seconds=2))
+    st.ingest(d, ("t", 0, 0, None), 0.0, raw=d.model_dump_json().encode())
+    st.ingest(sig, ("t", 1, 0, None), 0.0)  # no raw JSON: dumped when snapshotted
+    st.ingest(f, ("t", 1, 1, None), 0.0, raw=f.model_dump_json().encode())
+    assert len(st.buffer) == 3
+    blob = pickle.dumps(st)
+    assert b"DecisionMade" in blob and b"schemas.events" not in blob  # JSON, not models
+    back = pickle.loads(blob)  # noqa: S301 - our own snapshot
+    back.cfg = cfg
+    assert [b[3] for b in back.buffer] == [b[3] for b in st.buffer]
+    a, b = st.drain(), back.drain()
+    assert a.rewards == b.rewards and len(a.rewards) == 1
+    assert a.rewards[0]["components"] == b.rewards[0]["components"]
+
+
 def test_history_json_equals_dumped_history_doc() -> None:
     import pickle
 
