@@ -50,6 +50,17 @@ class Versioning(TraitTuning, PriorState):
                 f"({self.total_rewards} in all); no greedy action changed.")
 
     # -- rollback -------------------------------------------------------------------------
+    def _prior_weights_of(self, old: PolicyDocument) -> list[float] | None:
+        """The archetype weights ``old`` was blended with (from its evidence), if any and the
+        learner holds a prior with those archetypes."""
+        prior, ev = self.prior, old.evidence
+        if prior is None or "prior.version" not in ev:
+            return None
+        names = [f"prior.weight.{a.name}" for a in prior.archetypes]
+        if not any(k in ev for k in names):
+            return None
+        return [float(ev.get(k, 0.0)) for k in names]
+
     def rollback(self, doc: dict[str, Any] | PolicyDocument, ts: float | None = None) -> None:
         """Restore the values and traits of an older document; the next publish is new.
 
@@ -58,12 +69,18 @@ class Versioning(TraitTuning, PriorState):
         "rolled back to vN".
         """
         old = doc if isinstance(doc, PolicyDocument) else PolicyDocument.model_validate(doc)
+        weights = self._prior_weights_of(old)
+        prior = self.prior
         self.means = {}
         for b, bp in old.buckets.items():
             arms: dict[str, stats.Mean] = {}
             for a, v in bp.values.items():
                 n = bp.counts.get(a, 0)
                 if n > 0:
+                    pv = prior.value(b, a, weights) if weights and prior is not None else None
+                    if pv is not None and prior is not None:  # the document's values are
+                        s = prior.strength  # blended with the prior: take the own mean back
+                        v = (v * (n + s) - s * pv) / n
                     m = stats.Mean()
                     m.update(v, w=float(n))
                     arms[a] = m
