@@ -19,8 +19,9 @@ Semantics (the README's "Rewards" section says the same in prose):
   rule makes lateness independent of how fast each partition happens to be read.
   The shard may also raise it to the *tick watermark* of the input's partition clocks
   (``floor``, :mod:`dataflows.ticks`), which never makes an event late that the partition
-  rule would not. *Control events* (``AgentUpserted``, ``PolicyRollbackRequested``) are never
-  late: one behind the watermark is applied at the watermark (configuration from then on).
+  rule would not. *Control events* (``AgentUpserted``, ``PolicyRollbackRequested``) are not
+  late within the dedup horizon: one behind the watermark is applied at the watermark
+  (configuration from then on).
 * **Join.** A decision is open for ``[ts, ts + window)``. Explicit feedback and terminal
   signals (session_end, abandonment) close it when applied; otherwise the watermark passing
   ``ts + window`` closes it, with the model's default reward if nothing came.
@@ -232,7 +233,9 @@ class AgentState:
         if floor > self.wm:
             self._release(floor, out)
         part_clock = meta[3] if len(meta) > 3 else None
-        if rank == 0:  # a control event is never late: behind the watermark, it applies at it
+        if rank == 0 and ts >= self.wm - self.cfg.dedup_horizon:
+            # a control event behind the watermark applies at it (but one older than the
+            # dedup horizon is late: a replayed rollback could no longer be told from a new one)
             at = ts if ts >= self.wm else self.wm
         elif ts < self.wm or (part_clock is not None and ts < part_clock - self.cfg.lateness):
             self.counts["late"] += 1

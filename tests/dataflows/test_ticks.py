@@ -83,7 +83,7 @@ def test_a_tick_after_an_event_does_not_make_that_event_late() -> None:
     assert st.counts["decisions"] == 1 and st.open  # the decision was not late
 
 
-def test_control_events_are_never_late() -> None:
+def test_control_events_behind_the_watermark_apply_at_it() -> None:
     st = AgentState("default", "a", _cfg())
     d, f = _pair("a", 10.0)
     st.ingest(d, ("t.decisions", 0, 0, None), now=0.0)
@@ -95,6 +95,12 @@ def test_control_events_are_never_late() -> None:
     st.ingest(up, ("t.agents", 0, 0, None), now=0.0)
     st.drain()
     assert st.counts["late"] == 0 and st.counts["agents"] == 1 and st.template == "coach"
+    st.ingest(up, ("t.agents", 0, 1, None), now=0.0)  # the same event again: a duplicate
+    assert st.counts["duplicates"] == 1 and st.counts["agents"] == 1
+    # beyond the dedup horizon a replayed control event can no longer be recognised: late
+    old = AgentUpserted(agent_id="a", spec=spec, ts=T0 - timedelta(days=2))
+    st.ingest(old, ("t.agents", 0, 2, None), now=0.0)
+    assert st.counts["late"] == 1 and st.counts["agents"] == 1
 
 
 def test_tick_clock_waits_for_every_partition_and_only_moves_forward() -> None:
