@@ -2,10 +2,12 @@
 
 :class:`Population` keeps, per agent of one template, its latest value table (bucket ->
 action -> (mean reward, count)), small plain data. :meth:`Population.fit` turns the tables
-into vectors (each cell shrunk toward the population mean by its count, so sparse agents
-sit near the middle), clusters them with a seeded k-means++ (``k`` chosen by silhouette
-among ``2..max_k``, or 1 when no split is clearly better), and returns a
-:class:`schemas.priors.PriorDocument` whose archetypes are the clusters' mean tables.
+into evidence (per cell a mean reward and the count behind it), clusters them with a seeded,
+evidence-weighted k-means++ and returns a :class:`schemas.priors.PriorDocument` whose
+archetypes are the clusters' pooled tables (:mod:`dataflows.population_k`). ``k`` is the one
+whose archetypes best predict held-out agents' rewards, with at least ``min_size`` agents
+(or ``min_share`` of them) per archetype: never one archetype per two noisy agents, and one
+archetype when no split predicts better or there are too few agents to split.
 
 The dataflow runs it as a step keyed by ``tenant:template`` fed by the agents' published
 policies (:func:`population_step`); the in-process benchmark calls it directly.
@@ -19,6 +21,9 @@ policies (:func:`population_step`); the in-process benchmark calls it directly.
 >>> doc = pop.fit(seed=0)
 >>> len(doc.archetypes), sorted(a.size for a in doc.archetypes)
 (2, [3, 3])
+>>> pop.remove("ag5")  # five agents: too few for two archetypes of three
+>>> len(pop.fit(seed=0).archetypes)
+1
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from dataflows.population_k import centres, choose_k, cluster, min_cluster_size
+from schemas.buckets import GLOBAL_BUCKET
 from schemas.priors import Archetype, PriorDocument, unblend
 
 Table = dict[str, dict[str, tuple[float, int]]]
@@ -125,13 +132,11 @@ class Population:
         buckets = sorted({b for t in self.tables.values() for b in t})
         return [(b, a) for b in buckets for a in self.actions]
 
-    def matrix(self, shrink: float = 3.0) -> tuple[list[str], list[tuple[str, str]], np.ndarray]:
-        """Agents kept, cells, and the ``(agents, cells)`` matrix of shrunk values."""
+    def evidence(self) -> tuple[list[str], list[tuple[str, str]], np.ndarray, np.ndarray]:
+        """Agents kept, cells, and the ``(agents, cells)`` mean rewards and their counts."""
         cells = self._cells()
         agents = [a for a, t in self.tables.items()
                   if sum(n for row in t.values() for _, n in row.values()) >= self.min_rewards]
-        if not agents or not cells:
-            return agents, cells, np.zeros((len(agents), len(cells)))
         col = {c: i for i, c in enumerate(cells)}
         mean = np.zeros((len(agents), len(cells)))
         cnt = np.zeros((len(agents), len(cells)))
@@ -142,126 +147,83 @@ class Population:
                     if j is not None:
                         mean[i, j] = v
                         cnt[i, j] = n
+        return agents, cells, mean, cnt
+
+    def matrix(self, shrink: float = 3.0) -> tuple[list[str], list[tuple[str, str]], np.ndarray]:
+        """Agents kept, cells, and the ``(agents, cells)`` matrix of values shrunk toward the
+        population mean by ``shrink`` pseudo-rewards."""
+        agents, cells, mean, cnt = self.evidence()
+        if not agents or not cells:
+            return agents, cells, np.zeros((len(agents), len(cells)))
         tot = cnt.sum(axis=0)
         pop = np.divide((mean * cnt).sum(axis=0), tot, out=np.zeros(len(cells)), where=tot > 0)
-        x = (cnt * mean + shrink * pop[None, :]) / (cnt + shrink)
-        return agents, cells, x
+        return agents, cells, (cnt * mean + shrink * pop[None, :]) / (cnt + shrink)
 
     def fit(
-        self, seed: int = 0, max_k: int = 6, strength: float = 4.0, min_silhouette: float = 0.2
+        self, seed: int = 0, max_k: int = 6, strength: float = 4.0, min_size: int = 3,
+        min_share: float = 0.05, shrink: float = 1.0,
     ) -> PriorDocument:
-        """Cluster the agents and return the template's prior document."""
-        agents, cells, x = self.matrix()
+        """Cluster the agents and return the template's prior document.
+
+        Parameters
+        ----------
+        seed
+            Seeds the folds, the sample and k-means++: the same tables give the same prior.
+        max_k
+            At most this many archetypes.
+        strength
+            The prior's pseudo-rewards per value (:func:`schemas.priors.blend`).
+        min_size, min_share
+            An archetype has at least ``min_size`` agents and ``min_share`` of them.
+        shrink
+            Pseudo-rewards pulling an archetype's value toward the population mean.
+        """
+        agents, cells, mean, cnt = self.evidence()
         self.updates_since_fit = 0
         self.version = max(self.version, self.observed)
-        if len(agents) == 0:
+        if len(agents) == 0 or not cells:
             return PriorDocument(tenant=self.tenant, template=self.template,
                                  version=self.version, actions=self.actions,
                                  strength=strength, explanation="no agent has enough rewards")
-        # k is chosen on a seeded sample of at most SAMPLE agents (a fit stays well under a
-        # second with thousands of agents), then the chosen k is fitted on all of them.
-        xs = x
-        if len(x) > SAMPLE:
-            xs = x[np.random.default_rng(seed).choice(len(x), SAMPLE, replace=False)]
-        best_k, best_labels, best_sil = 1, np.zeros(len(xs), dtype=int), -1.0
-        for k in range(2, min(max_k, len(xs) - 1) + 1):
-            labels, _ = kmeans(xs, k, seed=seed)
-            sil = silhouette(xs, labels, seed=seed)
-            if sil > best_sil:
-                best_k, best_labels, best_sil = k, labels, sil
-        if best_sil < min_silhouette:
-            best_k, best_labels = 1, np.zeros(len(agents), dtype=int)
-        elif len(xs) < len(x):
-            best_labels, _ = kmeans(x, best_k, seed=seed, n_init=2)
+        # Agents are told apart by their per-bucket cells; ``*`` repeats those rewards (the
+        # archetypes keep it, for buckets a new agent has not seen).
+        own = [j for j, (b, _) in enumerate(cells) if b != GLOBAL_BUCKET] or list(range(len(cells)))
+        m, c = mean[:, own], cnt[:, own]
+        # k is chosen on a seeded sample of at most SAMPLE agents (a fit stays around a second
+        # with thousands of agents), then the chosen k is fitted on all of them.
+        pick = np.arange(len(agents))
+        if len(agents) > SAMPLE:
+            pick = np.random.default_rng(seed).choice(len(agents), SAMPLE, replace=False)
+        size = min_cluster_size(len(pick), min_size, min_share)
+        k, gain = choose_k(m[pick], c[pick], seed=seed, max_k=max_k, min_size=size)
+        labels = np.zeros(len(agents), dtype=int)
+        if k > 1:
+            res = cluster(m, c, k, seed=seed, min_size=min_cluster_size(len(agents), min_size,
+                                                                         min_share))
+            if res is None:  # the sample could be split, all agents cannot: keep one
+                k = 1
+            else:
+                labels = res[0]
+        values = centres(mean, cnt, labels, k, shrink)
         archetypes: list[Archetype] = []
-        order = sorted(range(best_k), key=lambda c: (-int((best_labels == c).sum()), c))
-        for rank, c in enumerate(order):
-            members = x[best_labels == c]
-            if len(members) == 0:
-                continue
-            centre = members.mean(axis=0)
-            values: dict[str, dict[str, float]] = {}
-            for (b, a), v in zip(cells, centre, strict=True):
-                values.setdefault(b, {})[a] = round(float(v), 4)
-            archetypes.append(Archetype(name=f"arch{rank}", size=len(members), values=values))
-        sil_txt = f"silhouette {best_sil:.2f}" if best_k > 1 else "no clear split"
+        order = sorted(range(k), key=lambda j: (-int((labels == j).sum()), j))
+        for rank, j in enumerate(order):
+            table: dict[str, dict[str, float]] = {}
+            for (b, a), v in zip(cells, values[j], strict=True):
+                table.setdefault(b, {})[a] = round(float(v), 4)
+            archetypes.append(Archetype(name=f"arch{rank}", size=int((labels == j).sum()),
+                                        values=table))
+        if k > 1:
+            why = f"held-out log-likelihood +{gain[k]:.1f} per agent over one archetype"
+        elif not gain:
+            why = f"too few agents to split into archetypes of {size}"
+        else:
+            why = "no split predicts held-out agents better"
         return PriorDocument(
             tenant=self.tenant, template=self.template, version=self.version,
             actions=list(self.actions), strength=strength, archetypes=archetypes,
             agents=len(agents), updated_at=datetime.now(UTC),
-            explanation=f"{len(archetypes)} archetypes from {len(agents)} agents ({sil_txt}).")
-
-
-def kmeans(
-    x: np.ndarray, k: int, seed: int = 0, n_init: int = 5, iters: int = 50
-) -> tuple[np.ndarray, float]:
-    """Seeded k-means++ with restarts; returns ``(labels, inertia)`` of the best run.
-
-    >>> x = np.array([[0.0], [0.1], [5.0], [5.1]])
-    >>> labels, _ = kmeans(x, 2)
-    >>> bool(labels[0] == labels[1] != labels[2] == labels[3])
-    True
-    """
-    rng = np.random.default_rng(seed)
-    best: tuple[np.ndarray, float] | None = None
-    n = len(x)
-    for _ in range(n_init):
-        centres = [x[rng.integers(n)]]
-        for _ in range(1, k):
-            d2 = np.min([((x - c) ** 2).sum(axis=1) for c in centres], axis=0)
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-            centres.append(x[rng.choice(n, p=p)])
-        c = np.array(centres)
-        labels = np.zeros(n, dtype=int)
-        for _ in range(iters):
-            d = ((x[:, None, :] - c[None, :, :]) ** 2).sum(axis=2)
-            new = d.argmin(axis=1)
-            if (new == labels).all() and _ > 0:
-                break
-            labels = new
-            for j in range(k):
-                if (labels == j).any():
-                    c[j] = x[labels == j].mean(axis=0)
-        inertia = float(((x - c[labels]) ** 2).sum())
-        if best is None or inertia < best[1]:
-            best = (labels.copy(), inertia)
-    if best is None:  # n_init >= 1 always sets it
-        msg = "kmeans needs n_init >= 1"
-        raise ValueError(msg)
-    return best
-
-
-def silhouette(x: np.ndarray, labels: np.ndarray, max_points: int = 1000,
-               seed: int = 0) -> float:
-    """Mean silhouette coefficient (Euclidean); 0 when there is a single cluster.
-
-    Distances come from the Gram matrix (``n x n`` memory, not ``n x n x cells``); above
-    ``max_points`` agents a seeded sample of that many is scored.
-
-    >>> x = np.array([[0.0], [0.1], [5.0], [5.1]])
-    >>> round(silhouette(x, np.array([0, 0, 1, 1])), 2)
-    0.98
-    """
-    if len(np.unique(labels)) < 2:
-        return 0.0
-    if len(x) > max_points:
-        pick = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
-        x, labels = x[pick], labels[pick]
-    ks = np.unique(labels)
-    if len(ks) < 2:
-        return 0.0
-    sq = (x * x).sum(axis=1)
-    d = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0, None))
-    onehot = (labels[:, None] == ks[None, :]).astype(float)
-    sizes = onehot.sum(axis=0)
-    sums = d @ onehot  # (points, clusters): summed distance to each cluster
-    own = (labels[:, None] == ks[None, :])
-    a = (sums * own).sum(axis=1) / np.maximum((sizes[None, :] * own).sum(axis=1) - 1, 1)
-    mean_other = np.where(own, np.inf, sums / sizes[None, :])
-    b = mean_other.min(axis=1)
-    top = np.maximum(a, b)
-    s = np.divide(b - a, top, out=np.zeros(len(x)), where=top > 0)
-    return float(s.mean())
+            explanation=f"{len(archetypes)} archetypes from {len(agents)} agents ({why}).")
 
 
 def own_table(buckets: dict[str, Any], evidence: dict[str, Any],

@@ -21,7 +21,8 @@ PRIOR_EXAMPLE = {
     "archetypes": [
         {"name": "arch0", "size": 7, "values": {"day_part=morning": {"rest": 0.6, "work": -0.4}}},
         {"name": "arch1", "size": 5, "values": {"day_part=morning": {"rest": -0.5, "work": 0.7}}}],
-    "explanation": "2 archetypes from 12 agents (silhouette 0.61).",
+    "explanation": ("2 archetypes from 12 agents (held-out log-likelihood +4.6 per agent "
+                    "over one archetype)."),
     "updated_at": "2026-01-01T00:00:00Z",
 }
 

@@ -17,7 +17,8 @@ TEMPLATED: dict[str, Any] = {**SPEC, "template": "companion", "context_keys": ["
 def _prior() -> PriorDocument:
     return PriorDocument(
         template="companion", version=40, actions=SPEC["actions"], agents=12,
-        explanation="2 archetypes from 12 agents (silhouette 0.70).", archetypes=[
+        explanation=("2 archetypes from 12 agents (held-out log-likelihood +3.1 per agent "
+                     "over one archetype)."), archetypes=[
             Archetype(name="arch0", size=9, values={
                 "slot=morning": {"reply": 0.8, "ask_question": -0.4, "stay_quiet": -0.6},
                 "*": {"reply": 0.5, "ask_question": 0.0, "stay_quiet": -0.5}}),
