@@ -27,7 +27,8 @@ dataflows.population_run``)::
 
 Input the main flow already dead-letters (bad messages on the agents topic) is skipped
 here, so nothing reaches the DLQ twice; bad messages on the policies topic go to the DLQ
-with ``step="population"``.
+with ``step="population"``. Fits, the last published prior per template, absorbed policies
+and dead letters are counted in :mod:`dataflows.population_metrics`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pydantic import ValidationError
 
 from dataflows.learner.base import stable_seed
 from dataflows.population import Population, own_table
+from dataflows.population_metrics import PopulationMetrics, population_metrics
 from schemas.events import AgentUpserted, DeadLetter, derived_id, dump_event, parse_event
 from schemas.priors import PriorDocument
 from schemas.settings import Settings
@@ -164,15 +166,19 @@ def join_template(state: AgentTemplate | None, item: tuple[Any, ...]
 class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
     """Bytewax glue around one template's :class:`Population`: refit when due, emit priors."""
 
-    def __init__(self, settings: Settings, clock: Clock, resume: Any = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, resume: Any = None,
+                 metrics: PopulationMetrics | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics or population_metrics()
         self.pop: Population | None = None
         self.priors: dict[int, PriorDocument] = {}
         self.pending_since: float | None = None
         self.last_fit: float | None = None
         if resume is not None:
             self.pop, self.priors, self.pending_since, self.last_fit = resume
+            if self.priors:  # the gauges show the newest prior again after a restart
+                self.metrics.published(self.priors[max(self.priors)])
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         """``values``: ``(tenant:template, item)``; items from :func:`join_template`."""
@@ -183,6 +189,7 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             pop = self.pop = Population(tenant, template, min_rewards=s.population_min_rewards,
                                         max_agents=s.population_max_agents,
                                         refit_every=s.population_refit_every)
+        absorbed = 0
         for _, item in values:
             if item[0] == "remove":
                 pop.remove(item[1])
@@ -191,6 +198,9 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             version = evidence.get("prior.version")
             prior = self.priors.get(int(version)) if isinstance(version, int | float) else None
             pop.observe(agent_id, buckets, own_table(buckets, evidence, prior), count=n)
+            absorbed += n
+        if absorbed:
+            self.metrics.policies.inc(absorbed)
         if pop.updates_since_fit and self.pending_since is None:
             self.pending_since = self.clock()
         return self._maybe_fit(), StatefulBatchLogic.RETAIN
@@ -223,10 +233,13 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
         if pop is None:
             return []
         s = self.settings
+        started = time.perf_counter()
         doc = pop.fit(seed=stable_seed(pop.tenant, pop.template), max_k=s.population_max_k,
                       strength=s.population_strength)
+        self.metrics.fitted(pop.tenant, pop.template, time.perf_counter() - started)
         if not doc.archetypes:
             return []
+        self.metrics.published(doc)
         self.priors[doc.version] = doc
         for v in sorted(self.priors)[:-KEEP_PRIORS]:
             del self.priors[v]
@@ -242,13 +255,14 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
         return (pop, dict(self.priors), self.pending_since, self.last_fit)
 
 
-def _parse_batch(msgs: list[Any], topics: Any) -> list[Any]:
+def _parse_batch(msgs: list[Any], topics: Any, metrics: PopulationMetrics) -> list[Any]:
     out: list[Any] = []
     for msg in msgs:
         got = parse(msg, topics.policies)
         if got is None:
             continue
         if isinstance(got, DeadLetter):
+            metrics.dead_letter(got.reason)
             out.append(KafkaSinkMessage(None, dump_event(got), topics.dlq))
         else:
             out.append(got)
@@ -257,17 +271,20 @@ def _parse_batch(msgs: list[Any], topics: Any) -> list[Any]:
 
 def build_flow(source: Source[Any], kafka_sink: Sink[Any], redis_sink: Sink[Any],
                settings: Settings, *, clock: Clock = time.time,
-               flow_id: str = "rewardflow-population") -> Dataflow:
+               flow_id: str = "rewardflow-population",
+               metrics: PopulationMetrics | None = None) -> Dataflow:
     """Wire the population flow. ``kafka_sink`` gets DLQ ``KafkaSinkMessage``s,
-    ``redis_sink`` gets :class:`PriorDocument`s (write them with a version guard)."""
+    ``redis_sink`` gets :class:`PriorDocument`s (write them with a version guard).
+    ``metrics``: where to record (default: the process's :func:`population_metrics`)."""
     topics = settings.topics
+    m = metrics or population_metrics()
 
     def builder(resume: Any) -> PopulationLogic:
-        return PopulationLogic(settings, clock, resume)
+        return PopulationLogic(settings, clock, resume, m)
 
     flow = Dataflow(flow_id)
     msgs = op.input("kafka_in", flow, source)
-    parsed = op.flat_map_batch("parse", msgs, lambda ms: _parse_batch(ms, topics))
+    parsed = op.flat_map_batch("parse", msgs, lambda ms: _parse_batch(ms, topics, m))
     split = op.branch("valid", parsed, lambda p: p.__class__ is tuple)
     routed = op.stateful_map("template_join", split.trues, join_template)
     by_template = op.flat_map("by_template", routed, lambda kv: kv[1])

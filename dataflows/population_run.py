@@ -5,18 +5,20 @@
 "dataflows.population_run:get_flow()"``. It reads the agents and policies topics from the
 earliest offset (Bytewax keeps positions in the recovery snapshot) and writes each
 template's prior to ``rf:{tenant}:prior:{template}`` (:meth:`schemas.keys.Keys.prior`).
-Settings come from the environment like the main flow's (``KAFKA_BOOTSTRAP_SERVERS``,
-``REDIS_URL``, ``RF_*``).
+Prometheus metrics (:mod:`dataflows.population_metrics`) are served on
+``RF_POPULATION_METRICS_PORT`` (9109; 0 turns the server off). Settings come from the
+environment like the main flow's (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bytewax.connectors.kafka import KafkaSink, KafkaSource
 from bytewax.dataflow import Dataflow
@@ -24,9 +26,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis import Redis
 
 from dataflows.population_flow import build_flow
+from dataflows.population_metrics import population_metrics
 from schemas.keys import Keys
 from schemas.priors import PriorDocument
 from schemas.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("rewardflow.population")
 
@@ -80,6 +86,25 @@ class PriorRedisSink(DynamicSink[Any]):
         return _PriorPartition(self.url, self.keys)
 
 
+def serve_metrics(settings: Settings) -> WSGIServer | None:
+    """Serve :func:`population_metrics` on ``population_metrics_port`` (plus the Bytewax
+    process id) in a daemon thread, on loopback unless the gateway host is not, as the main
+    flow does. Returns the server; ``None`` when the port is 0 (off) or busy (logged)."""
+    if not settings.population_metrics_port:
+        return None
+    from prometheus_client import start_http_server
+
+    port = settings.population_metrics_port + int(os.environ.get("BYTEWAX_PROCESS_ID", "0") or 0)
+    addr = "127.0.0.1" if settings.gateway_host == "127.0.0.1" else "0.0.0.0"  # noqa: S104
+    try:
+        server, _ = start_http_server(port, addr=addr, registry=population_metrics().registry)
+    except OSError as exc:
+        log.warning("metrics port %s busy: %s", port, exc)
+        return None
+    log.info("population metrics on http://%s:%d/metrics", addr, port)
+    return server
+
+
 def get_flow(settings: Settings | None = None) -> Dataflow:
     """The production population flow (entry point for ``bytewax.run``)."""
     settings = settings or get_settings()
@@ -90,6 +115,7 @@ def get_flow(settings: Settings | None = None) -> Dataflow:
     if not settings.kafka_bootstrap_servers or not settings.redis_url:
         msg = "KAFKA_BOOTSTRAP_SERVERS and REDIS_URL must be set to run the population flow"
         raise RuntimeError(msg)
+    serve_metrics(settings)
     topics = settings.topics
     source = KafkaSource([settings.kafka_bootstrap_servers], [topics.agents, topics.policies],
                          tail=True, batch_size=settings.dataflow_batch_size,

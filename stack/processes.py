@@ -48,7 +48,9 @@ def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = Tru
 
 def start_population(settings: Settings, *, recovery: bool = True,
                      log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """``python -m dataflows.population_run`` (template priors) with ``settings``."""
+    """``python -m dataflows.population_run`` (template priors) with ``settings``; it serves
+    its metrics on ``settings.population_metrics_port`` (passed as ``RF_*`` like every
+    setting; 0: none)."""
     args = [sys.executable, "-m", "dataflows.population_run"]
     if not recovery:
         args.append("--no-recovery")

@@ -95,7 +95,8 @@ def main() -> int:
         _say(f"dataflow running (log: {var / 'dataflow.log'}, metrics: "
              f"http://127.0.0.1:{settings.dataflow_metrics_port}/metrics)")
         procs.append(start_population(settings, log_path=var / "population.log"))
-        _say(f"population process running (template priors; log: {var / 'population.log'})")
+        _say(f"population process running (template priors; log: {var / 'population.log'}, "
+             f"metrics: http://127.0.0.1:{settings.population_metrics_port}/metrics)")
         procs.append(start_gateway(settings, log_path=var / "gateway.log"))
         base = f"http://{settings.gateway_host}:{settings.gateway_port}"
         _say(f"gateway on {base}  docs: {base}/docs  metrics: {base}/metrics  "

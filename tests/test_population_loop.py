@@ -39,7 +39,8 @@ def stack(settings, tmp_path):
         "snapshot_seconds": 1, "idle_watermark_seconds": 0.2, "allowed_lateness_seconds": 0.1,
         "population_refit_every": 100, "population_refit_seconds": 1.0,
         "population_min_rewards": 10,
-        "population_recovery_dir": str(tmp_path / "recovery-population")})
+        "population_recovery_dir": str(tmp_path / "recovery-population"),
+        "population_metrics_port": free_port()})
     with running_stack(s, tmp_path, population=True) as client:
         yield s, client
 
@@ -142,7 +143,7 @@ def test_population_process_recovers_after_sigkill_without_losing_or_double_coun
 
     s = settings.model_copy(update={
         "snapshot_seconds": 1, "population_refit_every": 1000, "population_refit_seconds": 0.5,
-        "population_min_rewards": 10,
+        "population_min_rewards": 10, "population_metrics_port": free_port(),
         "population_recovery_dir": str(tmp_path / "recovery-population")})
     topics = {"agents": s.topics.agents, "policies": s.topics.policies}
     events = _policy_events(10, rounds=8)

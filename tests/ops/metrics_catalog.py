@@ -38,7 +38,17 @@ GATEWAY_METRICS: dict[str, str] = {
     "rewardflow_gateway_epsilon": "histogram",
 }
 
-ALL_METRICS: dict[str, str] = {**DATAFLOW_METRICS, **GATEWAY_METRICS}
+POPULATION_METRICS: dict[str, str] = {
+    "rewardflow_population_policies_total": "counter",
+    "rewardflow_population_dlq_total": "counter",  # {reason}
+    "rewardflow_population_fits_total": "counter",  # {tenant, template}
+    "rewardflow_population_fit_seconds": "histogram",
+    "rewardflow_population_agents": "gauge",  # {tenant, template}
+    "rewardflow_population_archetypes": "gauge",  # {tenant, template}
+    "rewardflow_population_prior_version": "gauge",  # {tenant, template}
+}
+
+ALL_METRICS: dict[str, str] = {**DATAFLOW_METRICS, **GATEWAY_METRICS, **POPULATION_METRICS}
 
 _SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count", "_created"),

@@ -79,6 +79,7 @@ def test_scrape_targets_match_the_compose_services() -> None:
     }
     assert targets["gateway"] == ["gateway:8000"]
     assert targets["dataflow"] == ["dataflow:9108"]
+    assert targets["population"] == ["population:9109"]
     assert doc["rule_files"] == ["alerts.yml"]
 
 
@@ -119,7 +120,7 @@ def test_check_metrics_rejects_empty_text() -> None:
 
 
 def test_catalog_has_the_agreed_metric_count() -> None:
-    assert len(ALL_METRICS) == 24
+    assert len(ALL_METRICS) == 31
 
 
 @pytest.mark.parametrize(
@@ -127,6 +128,7 @@ def test_catalog_has_the_agreed_metric_count() -> None:
     [
         ("gateway.metrics", "Metrics", "GATEWAY_METRICS"),
         ("dataflows.metrics", "flow_metrics", "DATAFLOW_METRICS"),
+        ("dataflows.population_metrics", "PopulationMetrics", "POPULATION_METRICS"),
     ],
 )
 def test_processes_export_every_catalogued_metric(module: str, factory: str, catalog: str) -> None:
