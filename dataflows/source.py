@@ -154,8 +154,9 @@ class _Ticker:
     """One data partition's ticks: its clock to every shard, when it moved.
 
     A partition that is caught up (``caught_up()`` of the inner partition) and has read
-    nothing for ``idle`` seconds ticks a *virtual* clock, its last clock plus the wall time
-    it has been idle beyond ``idle``. A partition that never read an event does not tick.
+    nothing for ``idle`` seconds, while the process's whole input has been quiet as long,
+    ticks a *virtual* clock, its last clock plus the wall time it has been idle beyond
+    ``idle``. A partition that never read an event does not tick.
     """
 
     def __init__(self, pk: PartitionKey, expected: frozenset[PartitionKey], cfg: TickConfig,
@@ -176,7 +177,9 @@ class _Ticker:
             return
         if clock is None:
             return
-        quiet = now - self.last_data
+        # idle: this partition and the process's whole input quiet, this one caught up (one
+        # partition that stalls while the others flow must hold the bound back, not pass it)
+        quiet = min(now - self.last_data, time.time() - InputClock.last)
         value = clock
         if idle is not None and quiet >= idle:
             if since < idle or not caught_up():  # idle ticks go out every ``idle`` seconds

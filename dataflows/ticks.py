@@ -20,12 +20,13 @@ event a tick's clock counts before it sees the tick: the bound holds at the shar
 
 A shard has a tick watermark only once every data partition has told it a clock
 (:attr:`TickClock.complete`; a partition that never had an event holds it back). A data
-partition that is caught up and has read nothing for ``RF_IDLE_WATERMARK_SECONDS`` ticks a
-*virtual* clock: its last clock plus the wall time it has been idle beyond that (the idle
-fallback, per partition and only where nothing is left to read). An event that then arrives
-on it behind the tick watermark is late, as with the agents' own wall-clock fallback, which
-stays (a replay of old events beside live traffic holds the tick watermark back; an agent's
-own fallback still closes its live decisions). Idleness is off in the exactness tests.
+partition that is caught up and has read nothing for ``RF_IDLE_WATERMARK_SECONDS``, while the
+process's whole input has been quiet as long, ticks a *virtual* clock: its last clock plus the
+wall time it has been idle beyond that (the agents' idle fallback, per partition). A partition
+that stalls while the others flow holds the bound back. An event that arrives on an idle
+partition behind the tick watermark is late, as with the agents' own wall-clock fallback,
+which stays (a replay of old events beside live traffic holds the tick watermark back; an
+agent's own fallback still closes its live decisions). Idleness is off in the exactness tests.
 """
 
 from __future__ import annotations
