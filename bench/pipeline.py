@@ -350,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-ms", type=float, default=50.0)
     p.add_argument("--batch-size", type=int, default=1000, help="RF_DATAFLOW_BATCH_SIZE")
     p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
-    p.add_argument("--snapshot", type=int, default=5, help="RF_SNAPSHOT_SECONDS")
+    from schemas.settings import Settings
+
+    p.add_argument("--snapshot", type=int,
+                   default=Settings.model_fields["snapshot_seconds"].default,
+                   help="RF_SNAPSHOT_SECONDS (default: the product's)")
     p.add_argument("--idle", type=float, default=0.25, help="RF_IDLE_WATERMARK_SECONDS")
     p.add_argument("--lateness", type=float, default=0.25, help="RF_ALLOWED_LATENESS_SECONDS")
     p.add_argument("--flow-procs", type=int, default=1, choices=[1, 2])

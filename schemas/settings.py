@@ -59,7 +59,9 @@ class Settings(BaseSettings):
 
     # Dataflow runtime.
     recovery_dir: str = "var/recovery"
-    snapshot_seconds: int = Field(default=5, ge=1)
+    #: epoch (recovery snapshot) interval: every epoch re-pickles each agent it touched, so a
+    #: short one costs CPU and freshness; a long one replays more input after a crash
+    snapshot_seconds: int = Field(default=30, ge=1)
     dataflow_metrics_port: int = 9108
     dataflow_batch_size: int = Field(default=1000, ge=1)
     #: keys of the stateful agent step; part of the recovery layout (change it only with a
