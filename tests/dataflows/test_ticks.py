@@ -120,3 +120,35 @@ def test_tick_config_finds_the_data_partitions() -> None:
     assert cfg.data_partitions(["iterable"]) is None  # not Kafka partitions: no ticks
     assert TickConfig(0, 0.25, []).data_partitions(parts) is None  # ticks off
     assert kafka_partition("12-a-b") == ("a-b", 12)
+
+
+def test_idle_fallback_waits_while_an_input_partition_is_starting() -> None:
+    """A feedback read before its decision's partition answered a fetch is not released alone
+    (it would be dead-lettered as an unknown decision): the cause of a flaky test."""
+    from dataflows.metrics import InputClock
+
+    now = [1000.0]
+    cfg = JoinConfig(load_reward_model(), lateness=0.25, idle=0.25)
+    shard = ShardLogic(cfg, TOPICS, lambda: now[0], None)
+    d, f = _pair("a", 0.0)
+    starting = object()
+    InputClock.starting.add(starting)
+    try:
+        InputClock.last = now[0]
+        out, _ = shard.on_batch([_item(f, S0, 0, None)])
+        shard.notify_at()
+        for _ in range(3):  # quiet for long enough, but the decisions' partition has not begun
+            now[0] += 5.0
+            shard.on_notify()
+            shard.notify_at()
+        st = shard.agents["default:a"].state
+        assert st is not None and st.counts["dlq"] == 0 and len(st.buffer) == 1
+    finally:
+        InputClock.starting.discard(starting)
+    out, _ = shard.on_batch([_item(d, D0, 0, None)])  # the decision arrives: both apply
+    shard.notify_at()
+    now[0] += 5.0
+    InputClock.last = now[0] - 5.0
+    out, _ = shard.on_notify()
+    assert [r["closed_by"] for r in _rewards(out)] == ["feedback"]
+    assert st.counts["dlq"] == 0
