@@ -127,6 +127,16 @@ def test_idle_fallback_waits_while_an_input_partition_is_starting() -> None:
     (it would be dead-lettered as an unknown decision): the cause of a flaky test."""
     from dataflows.metrics import InputClock
 
+    saved = InputClock.last
+    try:
+        _starting_case()
+    finally:
+        InputClock.last = saved
+
+
+def _starting_case() -> None:
+    from dataflows.metrics import InputClock
+
     now = [1000.0]
     cfg = JoinConfig(load_reward_model(), lateness=0.25, idle=0.25)
     shard = ShardLogic(cfg, TOPICS, lambda: now[0], None)
