@@ -16,8 +16,21 @@ _REWARD = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
 _DELAY = (0.1, 0.5, 1, 5, 15, 60, 300, 600, 1800, 3600)
 
 
+class LabelCache:
+    """Cached label children: ``labels()`` costs microseconds and runs per event."""
+
+    _children: dict[tuple[str, ...], Any]
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+
 @dataclass
-class FlowMetrics:
+class FlowMetrics(LabelCache):
     """Every metric a dataflow worker exports."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -66,15 +79,7 @@ class FlowMetrics:
                                   ["topic", "partition"], registry=r)
         self.watermark_lag = Gauge("rewardflow_watermark_lag_seconds",
                                    "Wall clock minus the newest agent watermark", registry=r)
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    # Cached label children: ``labels()`` costs microseconds and runs per event.
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._children = {}
 
     def events_in_for(self, topic: str, type_: str) -> Any:
         return self._child(self.events_in, topic, type_)

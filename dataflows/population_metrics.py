@@ -9,10 +9,10 @@ keeps (templates are few), and two tenants' templates of the same name stay apar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from dataflows.metrics import LabelCache
 from schemas.priors import PriorDocument
 
 #: A fit is a k-means over at most ``population_max_agents`` value tables for each k.
@@ -44,7 +44,7 @@ def dlq_reason(reason: str) -> str:
 
 
 @dataclass
-class PopulationMetrics:
+class PopulationMetrics(LabelCache):
     """Every metric the population process exports."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -72,14 +72,7 @@ class PopulationMetrics:
         self.prior_version = Gauge("rewardflow_population_prior_version",
                                    "Version of the template's last published prior",
                                    ["tenant", "template"], registry=r)
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._children = {}
 
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter with this (free-text) reason."""
