@@ -33,7 +33,8 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows import metrics as _m
-from dataflows.agent_state import AgentState, Emitted, JoinConfig, derived_str
+from dataflows.agent_state import AgentState
+from dataflows.join_types import Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
 from dataflows.ticks import Tick, TickClock
 from schemas.events import DeadLetter, derived_id, dump_event

@@ -20,8 +20,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from dataflows.agent_state import JoinConfig
 from dataflows.agent_step import AgentLogic, ShardLogic, snapshot_item
+from dataflows.join_types import JoinConfig
 from dataflows.reward_model import RewardModel, load_reward_model
 from dataflows.sinks import local_key
 from dataflows.source import ClockedSource, TickConfig
