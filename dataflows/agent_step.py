@@ -237,11 +237,11 @@ class AgentLogic:
         return at
 
 
-def _input_last() -> float:
-    """The newest input's wall time for the agents' idle fallback; now while an input
+def _input_last(now: float) -> float:
+    """The newest input's wall time for the agents' idle fallback; ``now`` while an input
     partition is still starting (the input is not quiet then, it has not begun: a feedback
     read before its decision's partition answered once must not be released)."""
-    return time.time() if InputClock.starting else InputClock.last
+    return now if InputClock.starting else InputClock.last
 
 
 def _restore(blob: bytes, cfg: JoinConfig) -> AgentState | None:
@@ -307,7 +307,7 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
             else:
                 g.append(item)
         agents, blobs, floor = self.agents, self.blobs, self.ticks.floor
-        last = _input_last()
+        last = _input_last(now)
         for name, evs in groups.items():
             a = agents.get(name)
             if a is None:
@@ -318,7 +318,7 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
 
     def _release_due(self, now: float, items: list[Any]) -> None:
         """Release what the raised tick watermark passed, for every agent with it due."""
-        floor, last = self.ticks.floor, _input_last()
+        floor, last = self.ticks.floor, _input_last(now)
         for name, at in list(self.waiting.items()):
             if at <= floor:
                 self.blobs.pop(name, None)
@@ -327,7 +327,7 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         now = self.clock()
-        last = _input_last()
+        last = _input_last(now)
         items: list[Any] = []
         for name, at in list(self.due.items()):
             if at <= now:
@@ -349,7 +349,7 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
 
     def notify_at(self) -> datetime | None:
         due, agents, waiting = self.due, self.agents, self.waiting
-        last = _input_last()
+        last = _input_last(self.clock())
         for name in self.touched:
             a = agents[name]
             at = a.notify_at(last)
