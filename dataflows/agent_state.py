@@ -138,26 +138,23 @@ class AgentState:
         """Wall time at which the idle fallback would next release or close something,
         if no input arrives before then (``input_last``: newest input of the process)."""
         top = self.max_ts_any
-        if self.cfg.idle is None or top is None or input_last == math.inf:
+        if self.cfg.idle is None or top is None:
             return None
-        due = [self.buffer[0][0]] if self.buffer else []
+        due = self.next_due()
+        if due is None:
+            return None
+        return max(self.last_arrival, input_last) + self.cfg.idle + max(0.0, due - top)
+
+    def _next_deadline(self) -> float:
+        """Event time of the next open decision's window end (closed ones pruned lazily)."""
         while self.deadlines and self.deadlines[0][1] not in self.open:
             heapq.heappop(self.deadlines)
-        if self.deadlines:
-            due.append(self.deadlines[0][0])
-        if not due:
-            return None
-        return (max(self.last_arrival, input_last) + self.cfg.idle
-                + max(0.0, min(due) - top))
+        return self.deadlines[0][0] if self.deadlines else math.inf
 
     def next_due(self) -> float | None:
         """Event time of the next thing a watermark would release or close, if any."""
-        while self.deadlines and self.deadlines[0][1] not in self.open:
-            heapq.heappop(self.deadlines)
-        if self.buffer:
-            b = self.buffer[0][0]
-            return min(b, self.deadlines[0][0]) if self.deadlines else b
-        return self.deadlines[0][0] if self.deadlines else None
+        due = min(self.buffer[0][0] if self.buffer else math.inf, self._next_deadline())
+        return None if due == math.inf else due
 
     # -- input ----------------------------------------------------------------------------
     def ingest(self, ev: EventBase, meta: Meta, now: float, input_last: float = 0.0,
@@ -221,9 +218,7 @@ class AgentState:
         self.wm = max(self.wm, wm)
         while True:
             nxt_ev = self.buffer[0][0] if self.buffer else math.inf
-            while self.deadlines and self.deadlines[0][1] not in self.open:
-                heapq.heappop(self.deadlines)
-            nxt_dl = self.deadlines[0][0] if self.deadlines else math.inf
+            nxt_dl = self._next_deadline()
             if nxt_dl <= nxt_ev and nxt_dl <= self.wm:
                 _, did = heapq.heappop(self.deadlines)
                 self.seq += 1
