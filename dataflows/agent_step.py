@@ -316,24 +316,24 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
             items += a.on_batch(evs, now, floor, last)
         self.touched.update(groups)
 
-    def _release_due(self, now: float, items: list[Any]) -> None:
-        """Release what the raised tick watermark passed, for every agent with it due."""
+    def _wake(self, schedule: dict[str, float], until: float, now: float,
+              items: list[Any]) -> None:
+        """Advance every agent whose time in ``schedule`` is at or before ``until``."""
         floor, last = self.ticks.floor, _input_last(now)
-        for name, at in list(self.waiting.items()):
-            if at <= floor:
+        for name, at in list(schedule.items()):
+            if at <= until:
                 self.blobs.pop(name, None)
                 self.touched.add(name)
                 items += self.agents[name].on_notify(now, floor, last)
 
+    def _release_due(self, now: float, items: list[Any]) -> None:
+        """Release what the raised tick watermark passed, for every agent with it due."""
+        self._wake(self.waiting, self.ticks.floor, now, items)
+
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         now = self.clock()
-        last = _input_last(now)
         items: list[Any] = []
-        for name, at in list(self.due.items()):
-            if at <= now:
-                self.blobs.pop(name, None)
-                self.touched.add(name)
-                items += self.agents[name].on_notify(now, self.ticks.floor, last)
+        self._wake(self.due, now, now, items)  # wall-clock wake-ups (idle fallback, snapshots)
         _m.maybe_flush()
         return items, StatefulBatchLogic.RETAIN
 

@@ -41,20 +41,12 @@ PartitionKey = tuple[Any, Any]
 class Tick(tuple):  # type: ignore[type-arg]
     """``(partition, clock, every data partition)``: one data partition's clock.
 
-    >>> t = Tick((("t.signals", 0), 12.5, frozenset({("t.signals", 0)})))
-    >>> t.partition, t.clock
+    >>> pk, clock, every = Tick((("t.signals", 0), 12.5, frozenset({("t.signals", 0)})))
+    >>> pk, clock
     (('t.signals', 0), 12.5)
     """
 
     __slots__ = ()
-
-    @property
-    def partition(self) -> PartitionKey:
-        return self[0]  # type: ignore[no-any-return]
-
-    @property
-    def clock(self) -> float:
-        return self[1]  # type: ignore[no-any-return]
 
 
 class TickClock:
