@@ -67,7 +67,8 @@ class CompanionPolicy:
     def register(self, agent_id: str, spec: AgentSpec) -> None: ...
 
     def decide(self, agent_id: str, context: Mapping[str, Any], rng: random.Random
-               ) -> tuple[str, dict[str, float], Any]: ...
+               ) -> tuple[str, dict[str, float], Any]:
+        raise NotImplementedError
 
     def learn(self, agent_id: str, token: Any, reward: float, ts: float) -> None: ...
 
@@ -110,7 +111,7 @@ class RewardflowCompanion(CompanionPolicy):
         if raw is not None:
             self.docs[agent_id] = PolicyDocument.model_validate(raw)
 
-    def traits_now(self, agent_id: str) -> dict[str, float] | None:
+    def traits_now(self, agent_id: str) -> dict[str, float]:
         return {**self.specs[agent_id].traits, **self.docs[agent_id].traits}
 
 
@@ -173,12 +174,22 @@ class OracleCompanion(CompanionPolicy):
 
 def run_companion(people: Sequence[comp.CompanionPerson], policy: CompanionPolicy,
                   interactions: int, seed: int, block: int) -> dict[str, Any]:
-    """Play ``interactions`` messages per person; rewards from the dataflow's reward model."""
+    """Play ``interactions`` messages per person; rewards from the dataflow's reward model.
+
+    Trait distances (policies with traits) are the room-aware measure
+    :func:`simulator.companion.room_trait_distance` over the rooms the world draws from:
+    ``trait_distance_start``/``_end``/``_curve`` (means over people), ``people_closer_at_end``
+    (share of people whose end distance is below their start). The ``dm_`` keys hold the same
+    against the DM taste (``trait_distance(person, traits, 1)``), and ``per_person`` lists
+    ``(agent_id, start, end, dm_start, dm_end)`` (the agent id names the seed and the person).
+    """
     model = load_reward_model()
     spec = AgentSpec.model_validate(companion_spec())
     rewards = np.zeros((len(people), interactions))
     sat = np.zeros((len(people), interactions))
     dist: list[list[float]] = []
+    dm_dist: list[list[float]] = []
+    per_person: list[tuple[str, float, float, float, float]] = []
     violations = 0
     for i, person in enumerate(people):
         agent_id = f"c{seed}-{person.person_id}"
@@ -186,7 +197,8 @@ def run_companion(people: Sequence[comp.CompanionPerson], policy: CompanionPolic
         world = comp.CompanionWorld(person, seed)
         rng = random.Random(f"{seed}:{agent_id}:policy")
         start = policy.traits_now(agent_id)
-        d_row = []
+        d_row: list[float] = []
+        dm_row: list[float] = []
         for t in range(interactions):
             ctx = world.context()
             _action, traits, token = policy.decide(agent_id, ctx, rng)
@@ -202,9 +214,13 @@ def run_companion(people: Sequence[comp.CompanionPerson], policy: CompanionPolic
                     if not lo - 1e-9 <= v <= hi + 1e-9:
                         violations += 1
                 if t % block == block - 1 or t == 0:
-                    d_row.append(comp.trait_distance(person, now, 1))
+                    d_row.append(world.trait_distance(now))
+                    dm_row.append(comp.trait_distance(person, now, 1))
         if start is not None:
-            dist.append([comp.trait_distance(person, start, 1)] + d_row)
+            dist.append([world.trait_distance(start)] + d_row)
+            dm_dist.append([comp.trait_distance(person, start, 1)] + dm_row)
+            per_person.append((agent_id, dist[-1][0], dist[-1][-1],
+                               dm_dist[-1][0], dm_dist[-1][-1]))
     blocks = interactions // block
     res: dict[str, Any] = {
         "cumulative_reward": float(rewards.sum()),
@@ -223,6 +239,11 @@ def run_companion(people: Sequence[comp.CompanionPerson], policy: CompanionPolic
         res["trait_distance_end"] = float(d[:, -1].mean())
         res["trait_distance_curve"] = [float(x) for x in d.mean(axis=0)]
         res["people_closer_at_end"] = float(np.mean(d[:, -1] < d[:, 0]))
+        dm = np.array(dm_dist)
+        res["dm_trait_distance_start"] = float(dm[:, 0].mean())
+        res["dm_trait_distance_end"] = float(dm[:, -1].mean())
+        res["dm_people_closer_at_end"] = float(np.mean(dm[:, -1] < dm[:, 0]))
+        res["per_person"] = per_person
     return res
 
 
@@ -242,7 +263,9 @@ def run_companion_world(seeds: Sequence[int], n_people: int, interactions: int, 
         merged: dict[str, Any] = {}
         for k in runs[0]:
             vals = [r[k] for r in runs if r.get(k) is not None]
-            if not vals:
+            if k == "per_person":
+                merged[k] = [row for v in vals for row in v]
+            elif not vals:
                 merged[k] = None
             elif k in ("cumulative_reward", "bound_violations"):
                 merged[k] = float(sum(vals))

@@ -132,6 +132,78 @@ def satisfaction(person: CompanionPerson, traits: Mapping[str, float], room_size
     return math.exp(-((d / person.tolerance) ** 2))
 
 
+def room_distribution(rooms: Sequence[str] | None = None) -> dict[int, float]:
+    """Probability of each room size under :func:`room_context` with the same ``rooms``.
+
+    :func:`room_context` draws a room name uniformly from ``rooms`` (default: every room of
+    :data:`ROOMS`), so a size's probability is the share of the names with that size.
+
+    >>> room_distribution()
+    {1: 0.25, 4: 0.25, 12: 0.25, 40: 0.25}
+    >>> room_distribution(["dm", "dm", "large"])
+    {1: 0.6666666666666666, 40: 0.3333333333333333}
+    """
+    names = list(rooms) if rooms is not None else list(ROOMS)
+    if not names:
+        msg = "no rooms"
+        raise ValueError(msg)
+    out: dict[int, float] = {}
+    for name in names:
+        out[ROOMS[name]] = out.get(ROOMS[name], 0.0) + 1.0 / len(names)
+    return out
+
+
+def room_trait_distance(
+    person: CompanionPerson, traits: Mapping[str, float], rooms: Sequence[str] | None = None
+) -> float:
+    """Expected :func:`trait_distance` of ``traits`` over the rooms the person is met in.
+
+    The agent sends one trait vector everywhere, while the person's taste shifts with the
+    room (:func:`effective_taste`). Closeness to the DM taste is then the wrong target: the
+    traits that serve this person best sit between the tastes of the rooms they are met in.
+    This measure is::
+
+        D(traits) = sum_r P(r) * trait_distance(person, traits, r)
+
+    with ``P`` the :func:`room_distribution` of ``rooms`` (the law of
+    :func:`room_context`, so of :meth:`CompanionWorld.context`) over room sizes ``r``: the
+    weighted RMS distance to the person's taste in each room, averaged. It can only be zero
+    when the taste is the same in all those rooms (a person met only in DMs, say); otherwise
+    its minimum is positive, so compare values (start vs end), not against zero.
+
+    Parameters
+    ----------
+    person
+        The person, with their hidden DM taste and trait weights.
+    traits
+        The agent's traits; a missing trait reads as :data:`DEFAULT_TRAIT`.
+    rooms
+        Room names as given to :func:`room_context` (default: every room of :data:`ROOMS`).
+
+    Returns
+    -------
+    float
+        The expected weighted RMS distance, in trait units.
+
+    Examples
+    --------
+    >>> p = make_companion_person(0, 1)
+    >>> dm = effective_taste(p, 1)
+    >>> room_trait_distance(p, dm, rooms=["dm"])
+    0.0
+    >>> d = [trait_distance(p, dm, size) for size in (1, 4, 12, 40)]
+    >>> room_trait_distance(p, dm) == sum(d) / 4 > 0.0
+    True
+    >>> middle = effective_taste(p, 12)  # nearer to every room's taste on average
+    >>> room_trait_distance(p, middle) < room_trait_distance(p, dm)
+    True
+    """
+    return sum(
+        prob * trait_distance(person, traits, size)
+        for size, prob in room_distribution(rooms).items()
+    )
+
+
 def room_context(rng: random.Random, rooms: Sequence[str] | None = None) -> dict[str, Any]:
     """A random room for the next message: ``{"room": "dm", "room_size": 1}``.
 
@@ -226,6 +298,10 @@ class CompanionWorld:
     def context(self) -> dict[str, Any]:
         """The room of the next message."""
         return room_context(self.rng, self.rooms)
+
+    def trait_distance(self, traits: Mapping[str, float]) -> float:
+        """:func:`room_trait_distance` of ``traits`` over this world's rooms."""
+        return room_trait_distance(self.person, traits, self.rooms)
 
     def respond(
         self,
