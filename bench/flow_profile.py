@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.flow_profile", description=__doc__)
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--agents", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--batch", type=int,
+                   default=Settings.model_fields["dataflow_batch_size"].default,
+                   help="messages per input batch (default: RF_DATAFLOW_BATCH_SIZE's)")
     p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--top", type=int, default=40)

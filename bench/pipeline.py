@@ -348,10 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20_000.0, help="live load events/s (c)")
     p.add_argument("--live-seconds", type=float, default=15.0, help="0 skips (c)")
     p.add_argument("--probe-ms", type=float, default=50.0)
-    p.add_argument("--batch-size", type=int, default=1000, help="RF_DATAFLOW_BATCH_SIZE")
-    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
     from schemas.settings import Settings
 
+    p.add_argument("--batch-size", type=int,
+                   default=Settings.model_fields["dataflow_batch_size"].default,
+                   help="RF_DATAFLOW_BATCH_SIZE (default: the product's)")
+    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
     p.add_argument("--snapshot", type=int,
                    default=Settings.model_fields["snapshot_seconds"].default,
                    help="RF_SNAPSHOT_SECONDS (default: the product's)")

@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     #: short one costs CPU and freshness; a long one replays more input after a crash
     snapshot_seconds: int = Field(default=30, ge=1)
     dataflow_metrics_port: int = 9108
-    dataflow_batch_size: int = Field(default=1000, ge=1)
+    #: most messages one poll of one input partition returns; a flow that fell behind reads
+    #: full batches, and its per-batch work (each touched agent's Redis document, one
+    #: pipeline, one produce call) is then shared by more events
+    dataflow_batch_size: int = Field(default=5000, ge=1)
     #: keys of the stateful agent step; part of the recovery layout (change it only with a
     #: fresh recovery store)
     agent_shards: int = Field(default=64, ge=1)
