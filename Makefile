@@ -46,10 +46,13 @@ population-demo: $(STAMP) ## Against `make run`: a trained population's prior vs
 replay: $(STAMP) ## Replay a JSONL log of events through Kafka into the flow: make replay LOG=file.jsonl
 	$(BIN)/python -m stack.replay $(LOG)
 
-bench: bench-pipeline bench-gateway bench-learning ## Run every benchmark
+bench: bench-pipeline bench-state bench-gateway bench-learning ## Run every benchmark
 
 bench-pipeline: $(STAMP) ## End-to-end events/s and freshness vs the raw consume rate
 	$(BIN)/python -m bench.pipeline
+
+bench-state: $(STAMP) ## An agent's recovery state after a day of uptime: snapshot and prune cost
+	$(BIN)/python -m bench.state_growth
 
 bench-gateway: $(STAMP) ## decide latency/throughput vs a bare FastAPI endpoint
 	$(BIN)/python -m bench.gateway
@@ -66,4 +69,4 @@ down: ## docker compose down
 clean: ## Remove var/ (local Redis AOF, recovery store) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install tools dashboard replay run test lint schemas demo population-demo bench bench-pipeline bench-gateway bench-learning up down clean
+.PHONY: help install tools dashboard replay run test lint schemas demo population-demo bench bench-pipeline bench-state bench-gateway bench-learning up down clean

@@ -7,6 +7,7 @@ Semantics (the README's "Rewards" section says the same in prose):
 
 * **Dedup.** An ``event_id`` seen within ``dedup_horizon`` counts once; the repeat is a
   *duplicate*. A second ``DecisionMade`` for a known ``decision_id`` is a duplicate too.
+  Ids are kept for the horizon and at most a 32nd of it longer (:mod:`dataflows.dedup`).
 * **Watermark.** Events are buffered and applied in event-time order
   ``(ts, type rank, event_id)`` once the agent's watermark passes them. The watermark is
   ``min(max decision ts, max signal ts) - allowed_lateness`` once both streams have been
@@ -42,6 +43,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, JoinConfig, Meta, derived_str
 from dataflows.learner import make_learner
 from dataflows.projections import Projections
@@ -101,7 +103,8 @@ class AgentState:
         self.pruned_at = 0
         self.counts: dict[str, int] = {"in": 0, "duplicates": 0, "late": 0, "dlq": 0,
                                        "decisions": 0, "joined": 0, "agents": 0, "rewards": 0}
-        self.seen: dict[int, float] = {}
+        #: event ids (as ints) applied within the dedup horizon
+        self.seen = ExpiringIds.for_horizon(cfg.dedup_horizon)
         #: (ts, type rank, id as int, event, meta, its raw JSON or None), a heap
         self.buffer: list[tuple[float, int, int, EventBase, Meta, bytes | None]] = []
         self.max_ts: dict[str, float] = {}
@@ -110,7 +113,8 @@ class AgentState:
         self.clock: float | None = None
         self.open: dict[str, list[Any]] = {}
         self.deadlines: list[tuple[float, str]] = []
-        self.closed: dict[str, float] = {}
+        #: closed decision ids, filed under the decision's ts
+        self.closed = ExpiringIds.for_horizon(cfg.dedup_horizon)
         self.by_user: dict[str, list[tuple[float, str]]] = {}
         self.template: str | None = None
         self.learner = make_learner(  # algorithm follows the spec (AgentUpserted) when it comes
@@ -187,7 +191,7 @@ class AgentState:
             return out
         else:
             at = ts
-        self.seen[key] = ts
+        self.seen.add(key, ts)
         stream = _STREAM[ev.type]  # type: ignore[attr-defined]
         self.max_ts[stream] = max(self.max_ts.get(stream, NEG_INF), at)
         self.last_arrival = now
@@ -239,8 +243,8 @@ class AgentState:
         horizon = self.wm - self.cfg.dedup_horizon
         if horizon == NEG_INF:
             return
-        self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        self.closed = {d: t for d, t in self.closed.items() if t >= horizon}
+        self.seen.expire(horizon)
+        self.closed.expire(horizon)
         for user in list(self.by_user):
             kept = [(t, d) for t, d in self.by_user[user] if t + self.cfg.window > self.wm]
             if kept:
@@ -324,7 +328,7 @@ class AgentState:
         rec = self.open.pop(did)
         model = self.cfg.reward_model
         reward, parts = model.reward({k: (v[0], int(v[1])) for k, v in rec[_SUMS].items()})
-        self.closed[did] = rec[_TS]
+        self.closed.add(did, rec[_TS])
         self.clock = close_ts if self.clock is None else max(self.clock, close_ts)
         self.counts["rewards"] += 1
         probe = rec[_PROBE]
@@ -351,6 +355,9 @@ class AgentState:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("cfg", None)  # configuration is re-attached on restore, not snapshotted
+        # what the watermark passed no longer changes: its ids pickle once (dataflows.dedup)
+        self.seen.seal(self.wm)
+        self.closed.seal(self.wm - self.cfg.window)  # a decision closes up to a window late
         # Buffered events as their JSON: a pickled event model costs ~9 us, its bytes ~0.
         state["buffer"] = [(ts, rank, key, None, meta,
                             raw if raw is not None else ev.model_dump_json().encode())
@@ -358,6 +365,12 @@ class AgentState:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("seen", "closed"):  # a snapshot of the layout before dataflows.dedup
+            old = state.get(name)
+            if isinstance(old, dict):
+                ids = state[name] = ExpiringIds.for_horizon(JoinConfig.dedup_horizon)
+                for key, ts in old.items():
+                    ids.add(key, ts)
         self.__dict__.update(state)
         validate = EVENT_ADAPTER.validate_json
         self.buffer = [(ts, rank, key, validate(raw), meta, raw)

@@ -1,0 +1,116 @@
+"""ExpiringIds: the dedup memory of an agent (pure, no services)."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import uuid
+
+import pytest
+
+from dataflows.agent_state import AgentState
+from dataflows.dedup import ExpiringIds
+from dataflows.join_types import JoinConfig
+from dataflows.reward_model import load_reward_model
+from schemas.events import DecisionMade
+
+
+def test_expiry_keeps_an_id_for_the_horizon_and_at_most_one_span_longer() -> None:
+    rng = random.Random(3)
+    span, horizon = 10.0, 100.0
+    ids = ExpiringIds(span)
+    added: dict[int, float] = {}
+    for i in range(5000):
+        ts = i * 0.1 + rng.uniform(-2.0, 0.0)
+        ids.add(i, ts)
+        added[i] = ts
+        if i % 37 == 0:
+            before = i * 0.1 - horizon
+            ids.expire(before)
+            for key, t in added.items():
+                if t >= before:
+                    assert key in ids, (key, t, before)  # never forgotten within the horizon
+                elif t < before - span:
+                    assert key not in ids, (key, t, before)  # nor kept beyond a span more
+    assert len(ids) == sum(1 for k in added if k in ids)
+
+
+def test_pickle_round_trip_and_sealed_buckets_pickle_once() -> None:
+    ids = ExpiringIds(60.0)
+    for i in range(300):
+        ids.add(uuid.UUID(int=i + 1).int, float(i))  # buckets [0,60) .. [240,300)
+    ids.seal(before=125.0)  # [0,60) and [60,120) are final
+    state = ids.__getstate__()
+    kinds = {b: type(v).__name__ for b, v in state["buckets"].items()}
+    assert kinds == {0: "bytes", 1: "bytes", 2: "list", 3: "list", 4: "list"}
+    assert ids.__getstate__()["buckets"][0] is state["buckets"][0]  # kept, not re-pickled
+    copy = pickle.loads(pickle.dumps(ids))
+    assert len(copy) == 300
+    assert all(uuid.UUID(int=i + 1).int in copy for i in range(300))
+
+
+def test_an_id_filed_late_into_a_sealed_bucket_survives_the_snapshot() -> None:
+    ids = ExpiringIds(60.0)
+    ids.add("early", 10.0)
+    ids.seal(before=120.0)
+    ids.add("control event applied late", 20.0)  # e.g. a rollback behind the watermark
+    assert isinstance(ids.__getstate__()["buckets"][0], list)  # unsealed
+    copy = pickle.loads(pickle.dumps(ids))
+    assert "control event applied late" in copy and "early" in copy
+
+
+def test_span_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="span must be > 0"):
+        ExpiringIds(0.0)
+
+
+def _decision(ts_offset: float = 0.0) -> DecisionMade:
+    d = DecisionMade(decision_id=uuid.uuid4(), agent_id="a1", user_id="u", action="x",
+                     propensity=0.5, explored=False, policy_version=0, bucket="*")
+    return d.model_copy(update={"ts": d.ts.fromtimestamp(d.ts.timestamp() + ts_offset,
+                                                         d.ts.tzinfo)})
+
+
+def test_an_agent_restored_from_its_snapshot_still_counts_a_duplicate_once() -> None:
+    cfg = JoinConfig(load_reward_model(), idle=None, dedup_horizon=3600.0)
+    st = AgentState("default", "a1", cfg)
+    events = [_decision(i) for i in range(50)]
+    for ev in events:
+        st.ingest(ev, ("t", 0, 0), now=0.0)
+    st.drain()
+    restored = pickle.loads(pickle.dumps(st))
+    restored.cfg = cfg
+    out = restored.ingest(events[10], ("t", 0, 1), now=0.0)
+    assert out.duplicates == 1
+    assert restored.counts["duplicates"] == 1
+
+
+def test_a_snapshot_of_the_older_layout_restores() -> None:
+    cfg = JoinConfig(load_reward_model(), idle=None)
+    st = AgentState("default", "a1", cfg)
+    ev = _decision()
+    st.ingest(ev, ("t", 0, 0), now=0.0)
+    st.drain()
+    state = st.__getstate__()
+    state["seen"] = {ev.event_id.int: ev.ts.timestamp()}  # as snapshotted before
+    state["closed"] = {}
+    old = AgentState.__new__(AgentState)
+    old.__setstate__(state)
+    old.cfg = cfg
+    assert old.ingest(ev, ("t", 0, 1), now=0.0).duplicates == 1
+    assert isinstance(old.seen, ExpiringIds) and isinstance(old.closed, ExpiringIds)
+    fresh = _decision(1.0)
+    assert old.ingest(fresh, ("t", 0, 2), now=0.0).duplicates == 0  # new ids file as before
+    assert fresh.event_id.int in old.seen
+
+
+def test_state_growth_bench_runs_and_keeps_every_id_within_the_horizon(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import state_growth
+
+    st, _ = state_growth.build(hours=0.05, rate=2.0, progress=False)
+    assert len(st.seen) == st.counts["in"] - st.counts["duplicates"] - st.counts["late"] > 300
+    assert state_growth.main(["--hours", "0.05", "--rate", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for row in ("snapshot (agent touched this epoch)", "restore", "prune (every 512 events)"):
+        assert row in out
