@@ -238,10 +238,23 @@ class AgentLogic:
 
 
 def _input_last(now: float) -> float:
-    """The newest input's wall time for the agents' idle fallback; ``now`` while an input
-    partition is still starting (the input is not quiet then, it has not begun: a feedback
-    read before its decision's partition answered once must not be released)."""
-    return now if InputClock.starting else InputClock.last
+    """The newest input's wall time for the agents' idle fallback, moved on by the time
+    since the input was last polled: the input counts as quiet only while it is polled and
+    answers nothing. A flow that stalls (a long epoch snapshot, a starved CPU) reads nothing
+    meanwhile; counting that as quiet moved the watermark past what was produced during
+    the stall, and it was then dropped as late. ``now`` while an input partition is still
+    starting (the input is not quiet then, it has not begun: a feedback read before its
+    decision's partition answered once must not be released).
+
+    >>> InputClock.last, InputClock.polled = 100.0, 101.0  # quiet for 1 s when last polled
+    >>> _input_last(101.0), _input_last(104.0)   # then no poll for 3 s: still quiet for 1 s
+    (100.0, 103.0)
+    >>> InputClock.last = InputClock.polled = 0.0
+    """
+    if InputClock.starting:
+        return now
+    stalled = now - InputClock.polled if InputClock.polled else 0.0
+    return InputClock.last + stalled if stalled > 0 else InputClock.last
 
 
 def _restore(blob: bytes, cfg: JoinConfig) -> AgentState | None:

@@ -100,13 +100,17 @@ POSITIONS: dict[tuple[str, int], int] = {}
 
 
 class InputClock:
-    """Wall time of the newest input message this process read (set by the parse step).
+    """Wall time of the newest input message this process read, and of its latest poll
+    (both set by the parse step).
 
     The agents' idle-watermark fallback only advances when the whole input has been quiet,
-    never while the flow works through a backlog.
+    never while the flow works through a backlog, and only for time the input was polled:
+    while the flow itself stalls (a long epoch snapshot, a starved CPU) nothing is read, and
+    that must not pass for quiet input (see :func:`dataflows.agent_step._input_last`).
     """
 
     last: float = 0.0
+    polled: float = 0.0
     #: input partitions whose first fetch has not answered yet: the input is not quiet, it
     #: has not started (the idle fallback waits for them)
     starting: ClassVar[set[Any]] = set()

@@ -107,8 +107,9 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str,
         key = f"{event.tenant}:{event.agent_id}"
         shard = shards[key]
         append((shard, Parsed((key, event, (topic, pk[1], msg.offset, newest), value))))
+    InputClock.polled = polled = time.time()
     if msgs:  # an empty batch is no input
-        InputClock.last = time.time()
+        InputClock.last = polled
         for msg in reversed(msgs):  # next position of the partition, for the lag gauge
             off = getattr(msg, "offset", None)
             if off is not None and getattr(msg, "partition", None) is not None:

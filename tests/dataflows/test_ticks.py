@@ -162,3 +162,36 @@ def _starting_case() -> None:
     out, _ = shard.on_notify()
     assert [r["closed_by"] for r in _rewards(out)] == ["feedback"]
     assert st.counts["dlq"] == 0
+
+
+def test_a_stalled_flow_does_not_pass_for_quiet_input() -> None:
+    """Nothing is polled while the flow itself stalls; the idle fallback must not count that
+    time, or what was produced meanwhile arrives behind the watermark and is dropped late."""
+    from dataflows.metrics import InputClock
+
+    now = [1000.0]
+    cfg = JoinConfig(load_reward_model(), lateness=0.25, idle=0.25)
+    shard = ShardLogic(cfg, TOPICS, lambda: now[0], None)
+    d, _ = _pair("a", 0.0)
+    f = FeedbackGiven(decision_id=d.decision_id, agent_id="a", user_id="u", kind="thumbs",
+                      value=1.0, ts=d.ts + timedelta(seconds=3.0))  # produced during the stall
+    saved = (InputClock.last, InputClock.polled)
+    try:
+        InputClock.last = InputClock.polled = now[0]
+        shard.on_batch([_item(d, D0, 0, None)])  # buffered: no signal seen yet
+        shard.notify_at()
+        now[0] += 5.0  # the flow stalls for 5 s: no poll, no input
+        shard.on_notify()
+        shard.notify_at()
+        st = shard.agents["default:a"].state
+        assert st is not None
+        InputClock.last = InputClock.polled = now[0]  # the first poll after it reads f
+        shard.on_batch([_item(f, S0, 0, None)])
+        shard.notify_at()
+        assert st.counts["late"] == 0
+        now[0] += 1.0  # now the input is polled and quiet: the fallback releases both
+        InputClock.polled = now[0]
+        out, _ = shard.on_notify()
+        assert [r["closed_by"] for r in _rewards(out)] == ["feedback"]
+    finally:
+        InputClock.last, InputClock.polled = saved
