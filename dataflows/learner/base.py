@@ -14,7 +14,8 @@ What the base class does for every algorithm:
 * **Distribution.** Subclasses may publish an explicit action distribution per bucket
   (:meth:`bucket_distribution`); the gateway samples from it, so the logged propensity is
   exact by construction. Without one the gateway plays epsilon-greedy over the values.
-  Epsilon decays with the bucket's rewards, the prior's pseudo-rewards included.
+  Epsilon decays with the bucket's rewards, pseudo-rewards included
+  (:meth:`PolicyLearner.pseudo_evidence`: the prior's, or epsilon-greedy's initial values').
 * **Trait tuning** (:mod:`dataflows.learner.traits`). Rewards of decisions that probed a
   trait by ``+delta`` or ``-delta`` go to ``river.stats.Var`` per (trait, sign). When both
   signs have ``probe_min_count`` rewards and their means differ by more than ``probe_z``
@@ -278,6 +279,11 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
         """An explicit action distribution for ``bucket``, or ``None`` for epsilon-greedy."""
         return None
 
+    def pseudo_evidence(self, bucket: str) -> float:
+        """Pseudo-rewards that count toward ``bucket``'s epsilon decay besides its own
+        rewards: the population prior's (:meth:`prior_evidence`) when one is active."""
+        return self.prior_evidence(bucket) if self.prior_w else 0.0
+
     def _seed(self, bucket: str) -> int:
         return stable_seed(self.tenant, self.agent_id, bucket, self.version)
 
@@ -343,7 +349,7 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
             if hit is not None and hit[3] is not None and b not in self.dirty:
                 buckets[b] = hit[3]
                 continue
-            n = sum(counts.values()) + (self.prior_evidence(b) if self.prior_w else 0.0)
+            n = sum(counts.values()) + self.pseudo_evidence(b)
             eps = round(self.epsilon_for(n), 6) if explore else 0.0
             entry: dict[str, Any] = {"values": {a: round(v, 6) for a, v in vals.items()},
                                      "counts": dict(counts), "epsilon": eps}

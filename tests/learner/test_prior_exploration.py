@@ -48,8 +48,9 @@ def test_prior_pseudo_rewards_count_toward_epsilon_decay():
     without.update("*", "a", 1.0, 0.0)
     eps_prior = with_prior["buckets"]["*"]["epsilon"]
     eps_none = without.policy_dict()["buckets"]["*"]["epsilon"]
-    # 5 valued actions x strength 4 = 20 pseudo-rewards: 0.2 * 20 / (20 + 20)
-    assert eps_prior == 0.1 and eps_none > 0.19
+    # 5 valued actions x strength 4 = 20 pseudo-rewards: 0.2 * 20 / (20 + 20); without a
+    # prior the optimistic initial values count the same (4 per action), plus the reward
+    assert eps_prior == 0.1 and eps_none == round(0.2 * 20 / (20 + 20 + 1), 6)
 
 
 def test_ignored_favourite_moves_mass_to_the_next_archetype():
@@ -62,10 +63,32 @@ def test_ignored_favourite_moves_mass_to_the_next_archetype():
     assert doc["evidence"]["prior.weight.B"] > 0.9
 
 
-def test_without_a_prior_the_document_is_unchanged():
+def test_without_a_prior_exploration_is_optimistic_and_exact():
     lrn = make_learner("ag", "default", spec())
-    lrn.update("*", "a", 1.0, 0.0)
-    assert "probs" not in lrn.maybe_publish()["buckets"]["*"]
+    # a: 3 of 5 accepted, mean +0.2 > 0 (the old greedy settled on it); with 4 pseudo-rewards
+    # at +0.5 it reads (1 + 2) / 9 = 0.33 < 0.5: the untried actions are tried first
+    for i, r in enumerate([1.0, 1.0, -1.0, 1.0, -1.0]):
+        lrn.update("*", "a", r, float(i))
+    raw = lrn.maybe_publish()
+    bp = raw["buckets"]["*"]
+    assert bp["values"] == {"a": 0.2} and raw["explanation"].startswith("a now leads")
+    eps = bp["epsilon"]
+    assert eps == round(0.2 * 20 / (20 + 20 + 5), 6)
+    untried = round(eps / 5 + (1 - eps) / 4, 6)
+    assert bp["probs"] == {"a": round(eps / 5, 6), "b": untried, "c": untried, "d": untried,
+                           "e": untried}
+    doc = PolicyDocument.model_validate(raw)
+    probs = doc.action_probabilities("*", ACTIONS)
+    rng = random.Random(5)
+    for _ in range(300):
+        action, p, _ = doc.choose("*", ACTIONS, rng)
+        assert p == probs[action]
+    # a well-established leader keeps 1 - epsilon; without exploration it is played alone
+    for i in range(20):
+        lrn.update("*", "b", 1.0, 10.0 + i)
+    doc = PolicyDocument.model_validate(lrn.maybe_publish())
+    assert max(doc.buckets["*"].probs, key=doc.buckets["*"].probs.__getitem__) == "b"
+    assert doc.action_probabilities("*", ACTIONS, explore=False)["b"] == 1.0
 
 
 def test_detaching_the_prior_and_pickling_keep_it_consistent():
@@ -76,4 +99,8 @@ def test_detaching_the_prior_and_pickling_keep_it_consistent():
     assert clone.policy_dict() == lrn.policy_dict()
     lrn.set_prior(None)
     lrn.update("*", "c", 1.0, 1.0)
-    assert "probs" not in lrn.maybe_publish()["buckets"]["*"]
+    bp = lrn.maybe_publish()["buckets"]["*"]  # back to the optimistic values, not the prior's
+    eps = bp["epsilon"]
+    assert eps == round(0.2 * 20 / (20 + 20 + 2), 6)
+    assert bp["probs"] == {a: round(eps / 5 + (1 - eps if a == "c" else 0.0), 6)
+                           for a in ACTIONS}
