@@ -23,12 +23,11 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from bench.pipeline_load import TS_MARK, _iso, mixed_events, stamped
+from bench.pipeline_load import _iso, live_schedule, mixed_events, stamped
 from dataflows.flow import build_flow
 from dataflows.run import _Msg, tune_gc
 from dataflows.sinks import RedisProjectionSink, _RedisPartition
@@ -124,13 +123,9 @@ class PacedSource(FixedPartitionedSource[Any, None]):
         self.start: list[float] = []  # wall time of the first poll, shared by the parts
         self.parts: dict[str, list[tuple[float, bytes, bytes, bytes]]] = {
             f"{p}-bench.{t}": [] for t in ("decisions", "signals") for p in (0, 1)}
-        evs = mixed_events(int(rate * (seconds + 6)), agents, seed=7, rate=rate, start=-3.0)
-        for off, ti, key, doc in evs:
-            if 0.0 <= off <= seconds:
-                doc["ts"] = TS_MARK
-                pre, post = orjson.dumps(doc).split(TS_MARK.encode())
-                topic = ("decisions", "signals")[ti]
-                self.parts[f"{zlib.crc32(key) % 2}-bench.{topic}"].append((off, key, pre, post))
+        for off, ti, key, pre, post in live_schedule(rate, seconds, agents, seed=7):
+            topic = ("decisions", "signals")[ti]
+            self.parts[f"{zlib.crc32(key) % 2}-bench.{topic}"].append((off, key, pre, post))
         self.n = sum(len(v) for v in self.parts.values())
 
     def list_parts(self) -> list[str]:

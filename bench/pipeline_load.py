@@ -161,19 +161,31 @@ def raw_consume(bootstrap: str, topics: list[str], expected: int, partitions: in
 
 
 # -- live load generator (its own process) ---------------------------------------------------
+def live_schedule(rate: float, duration: float, agents: int, seed: int
+                  ) -> list[tuple[float, int, bytes, bytes, bytes]]:
+    """``rate`` mixed events/s for ``duration`` seconds as ``(offset_s, topic_index, key,
+    JSON before ts, JSON after ts)``: the sender puts the ISO time in between.
+
+    Signals trail their decision by up to 3 s: this generates extra and cuts at
+    ``duration``, so the schedule is ``rate`` events/s flat from start to end (and starts
+    3 s in).
+    """
+    out = []
+    for off, ti, key, doc in mixed_events(int(rate * (duration + 6)), agents, seed,
+                                          rate=rate, start=-3.0):
+        if 0.0 <= off <= duration:
+            doc["ts"] = TS_MARK
+            pre, post = orjson.dumps(doc).split(TS_MARK.encode())
+            out.append((off, ti, key, pre, post))
+    return out
+
+
 def _live_load(bootstrap: str, topics: list[str], rate: float, duration: float,
                agents: int, probe_every: float, seed: int, ready: Any, go: Any,
                conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    # Signals trail their decision by up to 3 s: generate extra and cut at ``duration`` so
-    # the schedule is ``rate`` events/s flat from start to end (and start 3 s in).
-    evs = [e for e in mixed_events(int(rate * (duration + 6)), agents, seed, rate=rate,
-                                   start=-3.0) if 0.0 <= e[0] <= duration]
-    parts: list[tuple[float, str, bytes, bytes, bytes]] = []
-    for off, ti, key, doc in evs:
-        doc["ts"] = TS_MARK
-        pre, post = orjson.dumps(doc).split(TS_MARK.encode())
-        parts.append((off, topics[ti], key, pre, post))
+    parts = [(off, topics[ti], key, pre, post)
+             for off, ti, key, pre, post in live_schedule(rate, duration, agents, seed)]
     p = _producer(bootstrap, linger_ms=5)
     ready.set()
     go.wait()
