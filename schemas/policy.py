@@ -116,15 +116,9 @@ class PolicyDocument(BaseModel):
             eps = bp.epsilon
         else:
             eps = 0.0
-        values = [bp.values.get(a, 0.0) for a in actions]
-        best = max(values)
-        greedy = [a for a, v in zip(actions, values, strict=True) if v == best]
-        if eps == 0.0 and not (self.explore and explore):
-            greedy = greedy[:1]  # no exploration at all: ties go to the first declared action
-        probs = {a: eps / k for a in actions}
-        for a in greedy:
-            probs[a] += (1.0 - eps) / len(greedy)
-        return probs
+        # no exploration at all: ties go to the first declared action
+        return epsilon_greedy({a: bp.values.get(a, 0.0) for a in actions}, eps,
+                              first_only=eps == 0.0 and not (self.explore and explore))
 
     def choose(
         self, bucket: str, actions: Sequence[str], rng: random.Random, explore: bool = True
@@ -142,6 +136,28 @@ class PolicyDocument(BaseModel):
         ('x', 1.0, False)
         """
         return draw(self.action_probabilities(bucket, actions, explore), actions, rng)
+
+
+def epsilon_greedy(values: Mapping[str, float], epsilon: float, *, first_only: bool = False,
+                   tol: float = 0.0) -> dict[str, float]:
+    """``epsilon`` spread evenly over the actions of ``values``, ``1 - epsilon`` on the best
+    one(s): shared evenly by those within ``tol`` of the top, or all on the first of them
+    with ``first_only``.
+
+    >>> epsilon_greedy({"x": 0.5, "y": 0.5, "z": 0.1}, 0.75)
+    {'x': 0.375, 'y': 0.375, 'z': 0.25}
+    >>> epsilon_greedy({"x": 0.5, "y": 0.5}, 0.0, first_only=True)
+    {'x': 1.0, 'y': 0.0}
+    """
+    k = len(values)
+    top = max(values.values())
+    greedy = [a for a, v in values.items() if v >= top - tol]
+    if first_only:
+        greedy = greedy[:1]
+    probs = {a: epsilon / k for a in values}
+    for a in greedy:
+        probs[a] += (1.0 - epsilon) / len(greedy)
+    return probs
 
 
 def draw(probs: Mapping[str, float], actions: Sequence[str], rng: random.Random,

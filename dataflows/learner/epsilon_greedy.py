@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataflows.learner.base import PolicyLearner
+from schemas.policy import epsilon_greedy
 
 
 class EpsilonGreedyLearner(PolicyLearner):
@@ -149,11 +150,4 @@ class EpsilonGreedyLearner(PolicyLearner):
         opt = self.optimistic_values(bucket, values, counts)
         if not opt:
             return None  # no declared actions: the gateway's epsilon-greedy over the values
-        top = max(opt.values())
-        best = [a for a, v in opt.items() if v >= top - 1e-12]
-        k = len(opt)
-        probs = dict.fromkeys(opt, round(epsilon / k, 6))
-        high = round(epsilon / k + (1.0 - epsilon) / len(best), 6)
-        for a in best:
-            probs[a] = high
-        return probs
+        return {a: round(p, 6) for a, p in epsilon_greedy(opt, epsilon, tol=1e-12).items()}
