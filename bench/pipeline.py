@@ -28,8 +28,10 @@ c. **freshness under live load**: with the flow running, a separate process prod
 Prints a table, writes ``bench/out/pipeline.json``. Everything is bounded in count and time,
 loopback only; every child process is stopped on exit (also on Ctrl-C / SIGTERM).
 Variants (labelled in the output): ``--batch-size``, ``--policy-every``, ``--snapshot``,
-``--flow-procs 2`` (two Bytewax processes, ``-i 0/1 -a host:p1;host:p2``, recovery store with
-2 partitions), ``--gc-threshold`` (the flow's ``RF_DATAFLOW_GC_THRESHOLD``; 0 = Python's default).
+``--flow-procs N`` (N co-partitioned flow processes, ``RF_DATAFLOW_PROCESSES``; with
+``--cluster`` one Bytewax cluster of N processes instead, ``-i I -a host:p1;...``, recovery
+store with N partitions), ``--policy-interval`` (``RF_POLICY_MIN_INTERVAL_SECONDS``),
+``--gc-threshold`` (the flow's ``RF_DATAFLOW_GC_THRESHOLD``; 0 = Python's default).
 ``python -m bench.flow_profile`` profiles the flow's CPU without Kafka or Redis.
 """
 
@@ -78,8 +80,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": os.getloadavg()},
         "variant": {"batch_size": args.batch_size, "policy_every_n_rewards": args.policy_every,
+                    "policy_min_interval_seconds": args.policy_interval,
                     "snapshot_seconds": args.snapshot, "idle_watermark_seconds": args.idle,
                     "allowed_lateness_seconds": args.lateness, "flow_procs": args.flow_procs,
+                    "cluster": args.cluster,
                     "gc_threshold": args.gc_threshold},
     }
     if args.gc_threshold is not None:  # the flow's children inherit the environment
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                      recovery_dir=str(work / "recovery"), dataflow_metrics_port=free_port(),
                      dataflow_batch_size=args.batch_size,
                      policy_every_n_rewards=args.policy_every,
+                     policy_min_interval_seconds=args.policy_interval,
                      snapshot_seconds=args.snapshot, idle_watermark_seconds=args.idle,
                      allowed_lateness_seconds=args.lateness)
         create_topics(broker.bootstrap, s.topics.all, partitions=2)
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
         # b. end to end through the flow
         agents = [f"ag{a}" for a in range(args.agents)]
         summ = Summaries(s.redis_url, s.keys, agents)
-        flow = Flow(s, args.flow_procs, work)
+        flow = Flow(s, args.flow_procs, work, cluster=args.cluster)
         t_start = time.time()
         flow.start()
         flow.wait_ready()
@@ -270,8 +275,10 @@ def _r(x: float | None) -> float | None:
 
 def _label(args: argparse.Namespace) -> str:
     gc = "" if args.gc_threshold is None else f" gc={args.gc_threshold}"
-    return (f"procs={args.flow_procs} batch={args.batch_size} "
-            f"policy_every={args.policy_every} snapshot={args.snapshot}s{gc}")
+    mode = " cluster" if args.cluster and args.flow_procs > 1 else ""
+    return (f"procs={args.flow_procs}{mode} batch={args.batch_size} "
+            f"policy_every={args.policy_every} policy_interval={args.policy_interval:g}s "
+            f"snapshot={args.snapshot}s{gc}")
 
 
 def _start_pyspy(out: str, pids: list[int]) -> list[subprocess.Popen[bytes]]:
@@ -354,12 +361,19 @@ def main(argv: list[str] | None = None) -> int:
                    default=Settings.model_fields["dataflow_batch_size"].default,
                    help="RF_DATAFLOW_BATCH_SIZE (default: the product's)")
     p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
+    p.add_argument("--policy-interval", type=float,
+                   default=Settings.model_fields["policy_min_interval_seconds"].default,
+                   help="RF_POLICY_MIN_INTERVAL_SECONDS (default: the product's)")
     p.add_argument("--snapshot", type=int,
                    default=Settings.model_fields["snapshot_seconds"].default,
                    help="RF_SNAPSHOT_SECONDS (default: the product's)")
     p.add_argument("--idle", type=float, default=0.25, help="RF_IDLE_WATERMARK_SECONDS")
     p.add_argument("--lateness", type=float, default=0.25, help="RF_ALLOWED_LATENESS_SECONDS")
-    p.add_argument("--flow-procs", type=int, default=1, choices=[1, 2])
+    p.add_argument("--flow-procs", type=int, default=1, choices=[1, 2, 3, 4],
+                   help="co-partitioned flow processes (RF_DATAFLOW_PROCESSES)")
+    p.add_argument("--cluster", action="store_true",
+                   help="with --flow-procs > 1: one Bytewax cluster (-i/-a, items exchanged "
+                        "between processes) instead of co-partitioned processes")
     p.add_argument("--gc-threshold", type=int, default=None,
                    help="RF_DATAFLOW_GC_THRESHOLD of the flow (0 = Python's default GC)")
     p.add_argument("--timeout", type=float, default=300.0, help="max seconds for (b)")

@@ -99,10 +99,14 @@ class ProbeWatcher(threading.Thread):
 
 # -- the flow --------------------------------------------------------------------------------
 class Flow:
-    """``python -m dataflows.run`` (1 process) or two ``bytewax.run`` processes."""
+    """``python -m dataflows.run -p PROCS`` (co-partitioned processes, the product's way to
+    scale out) or, with ``cluster``, one Bytewax cluster of ``bytewax.run -i/-a`` processes
+    (every item exchanged to the process owning its key)."""
 
-    def __init__(self, settings: Any, procs: int, log_dir: Path) -> None:
+    def __init__(self, settings: Any, procs: int, log_dir: Path, cluster: bool = False
+                 ) -> None:
         self.settings, self.procs, self.log_dir = settings, procs, log_dir
+        self.cluster = cluster
         self.children: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
@@ -110,8 +114,9 @@ class Flow:
         from stack.processes import settings_env, start_dataflow
 
         s = self.settings
-        if self.procs == 1:
-            self.children.append(start_dataflow(s, log_path=self.log_dir / "flow.log"))
+        if self.procs == 1 or not self.cluster:
+            self.children.append(start_dataflow(s, processes=self.procs,
+                                                log_path=self.log_dir / "flow.log"))
             return
         store = Path(s.recovery_dir)
         store.mkdir(parents=True, exist_ok=True)

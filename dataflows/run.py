@@ -1,8 +1,11 @@
 """Run the dataflow against Kafka and Redis with Bytewax recovery.
 
-``python -m dataflows.run [-w WORKERS]`` creates the recovery store if needed and runs
-``python -m bytewax.run "dataflows.run:get_flow()" -r DIR -s SECS -b 0``. Settings come from
-the environment (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
+``python -m dataflows.run [-w WORKERS] [-p PROCESSES]`` creates the recovery store if needed
+and runs ``python -m bytewax.run "dataflows.run:get_flow()" -r DIR -s SECS -b 0``. With
+several processes (``-p`` or ``RF_DATAFLOW_PROCESSES``) it runs one such dataflow per share
+of the co-partitioned input partitions, each with its store under ``DIR/proc-I-of-N``, and
+stops them all when one exits (:mod:`dataflows.partitions`). Settings come from the
+environment (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from dataflows.flow import build_flow
 from dataflows.metrics import POSITIONS, flow_metrics
+from dataflows.partitions import Routing, Share, check_store_layout, store_dir
 from dataflows.sinks import RedisProjectionSink, TimedKafkaSink
 from schemas.settings import Settings, get_settings
 
@@ -129,20 +133,43 @@ class _LeanKafkaPartition(_BytewaxKafkaPartition):
 
 class LeanKafkaSource(KafkaSource):
     """:class:`KafkaSource` with :class:`_LeanKafkaPartition` partitions (same part names,
-    configuration and recovery state); ``poll_every`` seconds between short polls."""
+    configuration and recovery state); ``poll_every`` seconds between short polls.
 
-    def __init__(self, *args: Any, poll_every: float = 0.05, **kwargs: Any) -> None:
+    With a :class:`~dataflows.partitions.Share` of several processes it lists only the
+    partitions this process owns, after checking that the topics are co-partitioned, and
+    exposes :attr:`routing` for the input's per-event check (:mod:`dataflows.partitions`).
+    """
+
+    def __init__(self, *args: Any, poll_every: float = 0.05, share: Share | None = None,
+                 partitioner: str = "consistent_random", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.poll_every = poll_every
+        self.share = share or Share()
+        self.partitioner = partitioner
+        #: set by :meth:`list_parts` when several processes share the input
+        self.routing: Routing | None = None
 
     def list_parts(self) -> list[str]:
-        """Kafka partitions, listed with the broker address only (consumer-only settings
-        such as ``auto.offset.reset`` make the admin client warn)."""
+        """Kafka partitions (this process's share of them), listed with the broker address
+        only (consumer-only settings such as ``auto.offset.reset`` make the admin client
+        warn)."""
         from bytewax.connectors.kafka import _list_parts
         from confluent_kafka.admin import AdminClient
 
         client = AdminClient({"bootstrap.servers": ",".join(self._brokers)})
-        return list(_list_parts(client, self._topics))
+        parts = list(_list_parts(client, self._topics))
+        if self.share.alone:
+            return parts
+        counts: dict[str, int] = {}
+        for part in parts:
+            idx, topic = part.split("-", 1)
+            counts[topic] = max(counts.get(topic, 0), int(idx) + 1)
+        self.share.check(counts)
+        self.routing = Routing(counts, self.partitioner)
+        mine = [p for p in parts if self.share.owns(int(p.split("-", 1)[0]))]
+        log.info("flow process %d of %d reads %s", self.share.index, self.share.processes,
+                 ", ".join(mine))
+        return mine
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None
                    ) -> _LeanKafkaPartition:
@@ -221,7 +248,11 @@ def get_flow() -> Dataflow:
         raise RuntimeError(msg)
     from prometheus_client import start_http_server
 
-    proc = int(os.environ.get("BYTEWAX_PROCESS_ID", "0") or 0)
+    share = Share(settings.dataflow_process_index, settings.dataflow_processes)
+    # co-partitioned processes are each a dataflow of their own; a Bytewax cluster's
+    # processes (``bytewax.run -i/-a``) are told apart by BYTEWAX_PROCESS_ID
+    proc = share.index if not share.alone else int(os.environ.get("BYTEWAX_PROCESS_ID", "0")
+                                                    or 0)
     try:
         start_http_server(settings.dataflow_metrics_port + proc, addr="127.0.0.1"
                           if settings.gateway_host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
@@ -236,6 +267,7 @@ def get_flow() -> Dataflow:
                              tail=True, batch_size=settings.dataflow_batch_size,
                              raise_on_errors=False,
                              poll_every=settings.source_poll_ms / 1000,
+                             share=share, partitioner=settings.kafka_partitioner,
                              add_config={"auto.offset.reset": "earliest",
                                          "fetch.wait.max.ms": str(settings.kafka_fetch_wait_ms)})
     flow = build_flow(
@@ -245,9 +277,10 @@ def get_flow() -> Dataflow:
         settings,
     )
     tune_gc(settings.dataflow_gc_threshold)
-    log.info("dataflow ready: topics %s on %s, %d agent shards, batch %d",
+    log.info("dataflow ready: topics %s on %s, %d agent shards, batch %d, process %d of %d",
              ",".join(settings.topics.inputs), settings.kafka_bootstrap_servers,
-             settings.agent_shards, settings.dataflow_batch_size)
+             settings.agent_shards, settings.dataflow_batch_size, share.index + 1,
+             share.processes)
     return flow
 
 
@@ -260,20 +293,85 @@ def ensure_recovery_store(path: Path, partitions: int = 1) -> None:
                    check=True)
 
 
+def _command(settings: Settings, workers: int, store: Path | None) -> list[str]:
+    cmd = [sys.executable, "-m", "bytewax.run", "dataflows.run:get_flow()", "-w", str(workers)]
+    if store is not None:
+        ensure_recovery_store(store)
+        cmd += ["-r", str(store), "-s", str(max(1, round(settings.snapshot_seconds))), "-b", "0"]
+    return cmd
+
+
+def _supervise(children: list[subprocess.Popen[bytes]], grace: float = 5.0) -> int:
+    """Wait for the co-partitioned processes; when one exits, or this process is told to
+    stop, stop the others and return the first non-zero exit code.
+
+    The processes share this one's process group, so a signal to the group (Ctrl-C,
+    :func:`stack.processes.stop`) reaches each of them directly: they get ``grace`` seconds
+    to finish on their own before SIGINT, SIGTERM and SIGKILL are sent in turn."""
+    import signal
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+    def wait_all(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if all(c.poll() is not None for c in children):
+                return True
+            time.sleep(0.05)
+        return False
+
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    code = 0
+    for c in children:
+        if c.poll() is not None and c.returncode:
+            log.error("flow process %s exited with %s; stopping the others", c.pid,
+                      c.returncode)
+            code = code or c.returncode
+    if stopping and wait_all(grace):
+        return code
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(sig)
+        if wait_all(grace):
+            break
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-w", "--workers", type=int, default=1,
-                        help="worker threads in this process (prefer processes, see README)")
+                        help="worker threads in each process (prefer processes, see README)")
+    parser.add_argument("-p", "--processes", type=int, default=None,
+                        help="co-partitioned flow processes (default: RF_DATAFLOW_PROCESSES)")
     parser.add_argument("--no-recovery", action="store_true")
     args = parser.parse_args(argv)
     settings = get_settings()
-    cmd = [sys.executable, "-m", "bytewax.run", "dataflows.run:get_flow()",
-           "-w", str(args.workers)]
-    if not args.no_recovery:
-        store = Path(settings.recovery_dir)
-        ensure_recovery_store(store)
-        cmd += ["-r", str(store), "-s", str(max(1, round(settings.snapshot_seconds))), "-b", "0"]
-    return subprocess.call(cmd)
+    n = args.processes or settings.dataflow_processes
+    base = None if args.no_recovery else Path(settings.recovery_dir)
+    if base is not None:
+        try:
+            check_store_layout(base, n)
+        except ValueError as exc:
+            print(f"rewardflow dataflow: {exc}", file=sys.stderr)
+            return 2
+    if n == 1:
+        return subprocess.call(_command(settings, args.workers, base))
+    children = []
+    for i in range(n):
+        share = Share(i, n)
+        env = {**os.environ, "RF_DATAFLOW_PROCESSES": str(n),
+               "RF_DATAFLOW_PROCESS_INDEX": str(i)}
+        store = store_dir(base, share) if base is not None else None
+        children.append(subprocess.Popen(_command(settings, args.workers, store), env=env))
+    return _supervise(children)
 
 
 if __name__ == "__main__":

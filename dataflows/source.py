@@ -27,7 +27,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from dataflows import metrics as _m
 from dataflows.agent_step import OLD_LAYOUT, shard_of
 from dataflows.metrics import POSITIONS, InputClock, flow_metrics
-from dataflows.parse import INPUT_TYPES, parse_message
+from dataflows.parse import INPUT_TYPES, dead_letter, parse_message
+from dataflows.partitions import Routing
 from dataflows.ticks import PartitionKey, Tick
 from schemas.events import EVENT_ADAPTER, dump_event
 
@@ -65,13 +66,15 @@ class ShardCache(dict[str, str]):
 
 
 def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str,
-                    shards: ShardCache) -> list[Any]:
+                    shards: ShardCache, route: Routing | None = None) -> list[Any]:
     """Parse a batch and stamp the partition clocks (``clocks`` is updated in place).
 
     Valid events: ``(shard, Parsed((agent key, event, (topic, partition, offset, newest),
     raw)))``;
     anything else: ``("dlq", KafkaSinkMessage)`` (the reason comes from
-    :func:`dataflows.parse.parse_message`). Counted once per batch.
+    :func:`dataflows.parse.parse_message`), and with ``route`` (co-partitioned processes)
+    also an event read from another partition than its agent hashes to
+    (:class:`dataflows.partitions.Routing`). Counted once per batch.
     """
     validate = EVENT_ADAPTER.validate_json
     accepted = INPUT_TYPES
@@ -97,6 +100,14 @@ def parse_and_clock(msgs: list[Any], clocks: Clocks, dlq_topic: str,
             append(("dlq", KafkaSinkMessage(None, dump_event(dead), dlq_topic)))
             continue
         topic = msg.topic
+        if route is not None and (why := route.misrouted(topic, msg.partition,
+                                                          event.agent_id)) is not None:
+            _m.count(m.dlq_for("misrouted"))
+            ck = (topic or "", "misrouted")
+            counts[ck] = counts.get(ck, 0) + 1
+            append(("dlq", KafkaSinkMessage(None, dump_event(dead_letter(msg, why, "route")),
+                                            dlq_topic)))
+            continue
         pk = (topic, msg.partition)
         ck = (topic or "", event.type)
         counts[ck] = counts.get(ck, 0) + 1
@@ -195,10 +206,12 @@ class _Ticker:
 
 class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
     def __init__(self, inner: StatefulSourcePartition[Any, Any], clocks: Clocks,
-                 dlq_topic: str, shards: int, ticker: _Ticker | None = None) -> None:
+                 dlq_topic: str, shards: int, ticker: _Ticker | None = None,
+                 route: Routing | None = None) -> None:
         self.inner, self.clocks, self.dlq_topic = inner, clocks, dlq_topic
         self.shards = ShardCache(shards)
         self.ticker = ticker
+        self.route = route
         if getattr(inner, "started", None) is not None:
             InputClock.starting.add(self)  # until its first fetch answered
 
@@ -206,7 +219,7 @@ class _ClockedPartition(StatefulSourcePartition[Any, dict[str, Any]]):
         msgs = self.inner.next_batch()  # StopIteration ends the input, as before
         if not isinstance(msgs, list):
             msgs = list(msgs)
-        out = parse_and_clock(msgs, self.clocks, self.dlq_topic, self.shards)
+        out = parse_and_clock(msgs, self.clocks, self.dlq_topic, self.shards, self.route)
         if self in InputClock.starting:
             self._check_started()
         t = self.ticker
@@ -242,9 +255,12 @@ class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
         self.inner, self.dlq_topic, self.shards = inner, dlq_topic, shards
         self.tick_cfg = ticks
         self._data: frozenset[PartitionKey] | None = None
+        #: a co-partitioned Kafka source's per-event check (:mod:`dataflows.partitions`)
+        self._route: Routing | None = None
 
     def list_parts(self) -> list[str]:
         parts = self.inner.list_parts()
+        self._route = getattr(self.inner, "routing", None)
         if self.tick_cfg is not None:
             self._data = self.tick_cfg.data_partitions(parts)
         return parts
@@ -262,4 +278,4 @@ class ClockedSource(FixedPartitionedSource[Any, dict[str, Any]]):
         if self.tick_cfg is not None and self._data is not None and pk in self._data:
             ticker = _Ticker(pk, self._data, self.tick_cfg, self.shards)
         return _ClockedPartition(self.inner.build_part(step_id, for_part, inner_state),
-                                 clocks, self.dlq_topic, self.shards, ticker)
+                                 clocks, self.dlq_topic, self.shards, ticker, self._route)

@@ -130,7 +130,8 @@ class AppState:
         self.topics = settings.topics
         self.metrics = metrics
         self.redis: Redis | None = None
-        self.producer = EventProducer(settings.kafka_bootstrap_servers, metrics)
+        self.producer = EventProducer(settings.kafka_bootstrap_servers, metrics,
+                                      partitioner=settings.kafka_partitioner)
         self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         self._agents: dict[tuple[str, str], AgentView] = {}
         self._rules: dict[str, RulesEntry] = {}

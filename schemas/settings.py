@@ -7,6 +7,7 @@ README documents. Build settings with :func:`get_settings`, never at import time
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,11 @@ class Settings(BaseSettings):
     )
     topic_prefix: str = "rewardflow"
     topic_partitions: int = Field(default=2, ge=1)
+    #: how producers map an ``agent_id`` key to a partition: librdkafka's default
+    #: ``consistent_random`` (CRC32) or ``murmur2_random`` (the Java client's default). The
+    #: gateway produces with it; co-partitioned flow processes check every event against it
+    #: (``dataflows/partitions.py``)
+    kafka_partitioner: Literal["consistent_random", "murmur2_random"] = "consistent_random"
     key_prefix: str = "rf"
     default_tenant: str = "default"
 
@@ -56,13 +62,25 @@ class Settings(BaseSettings):
     epsilon_floor: float = Field(default=0.02, ge=0, le=1)
     epsilon_decay_count: float = Field(default=20.0, gt=0)
     policy_every_n_rewards: int = Field(default=1, ge=1)
+    #: an agent publishes at most one policy version per this many seconds of event time;
+    #: rewards that close sooner are folded into the version published when the interval
+    #: ends (0: a version may follow every reward). For agents with several rewards a
+    #: second: the policy path (document, Kafka message, Redis history) is then paid once.
+    policy_min_interval_seconds: float = Field(default=0.0, ge=0)
 
     # Dataflow runtime.
     recovery_dir: str = "var/recovery"
     #: epoch (recovery snapshot) interval: every epoch re-pickles each agent it touched, so a
     #: short one costs CPU and freshness; a long one replays more input after a crash
     snapshot_seconds: int = Field(default=30, ge=1)
+    #: metrics port of the first flow process (process ``i`` serves on port + ``i``)
     dataflow_metrics_port: int = 9108
+    #: independent flow processes ``python -m dataflows.run`` starts, each reading its share
+    #: of the co-partitioned input partitions (``p % processes == index``) with a recovery
+    #: store of its own; nothing moves between them (``dataflows/partitions.py``)
+    dataflow_processes: int = Field(default=1, ge=1, le=256)
+    #: which share this process reads (set by ``dataflows.run`` for each process it starts)
+    dataflow_process_index: int = Field(default=0, ge=0)
     #: most messages one poll of one input partition returns; a flow that fell behind reads
     #: full batches, and its per-batch work (each touched agent's Redis document, one
     #: pipeline, one produce call) is then shared by more events

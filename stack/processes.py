@@ -37,9 +37,13 @@ def _out(log_path: Path | None) -> int | IO[bytes]:
 
 
 def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = True,
+                   processes: int | None = None,
                    log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """``python -m dataflows.run`` with ``settings``; returns the process."""
+    """``python -m dataflows.run`` with ``settings`` (``processes``: co-partitioned flow
+    processes, default ``settings.dataflow_processes``); returns the process."""
     args = [sys.executable, "-m", "dataflows.run", "-w", str(workers)]
+    if processes is not None:
+        args += ["-p", str(processes)]
     if not recovery:
         args.append("--no-recovery")
     return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),

@@ -12,12 +12,27 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from schemas.events import EventBase, dump_event
 
 
-def produce(bootstrap: str, items: Iterable[tuple[str, EventBase | bytes]]) -> int:
+def _agent_key(raw: bytes) -> bytes:
+    """A serialized event's ``agent_id`` as its key (``x`` for garbage)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return b"x"
+    agent = doc.get("agent_id") if isinstance(doc, dict) else None
+    return agent.encode() if isinstance(agent, str) else b"x"
+
+
+def produce(bootstrap: str, items: Iterable[tuple[str, EventBase | bytes]], *,
+            by_agent: bool = False) -> int:
+    """Produce ``(topic, event or raw bytes)``; events are keyed by ``agent_id``, raw bytes
+    by ``x`` unless ``by_agent`` (then by the ``agent_id`` in them, as producers must for
+    co-partitioned flow processes)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     n = 0
     for topic, ev in items:
         value = ev if isinstance(ev, bytes) else dump_event(ev)
-        key = getattr(ev, "agent_id", "x").encode() if not isinstance(ev, bytes) else b"x"
+        key = getattr(ev, "agent_id", "x").encode() if not isinstance(ev, bytes) \
+            else _agent_key(ev) if by_agent else b"x"
         while True:
             try:
                 p.produce(topic, key=key, value=value)
