@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                    default=Settings.model_fields["dataflow_batch_size"].default,
                    help="messages per input batch (default: RF_DATAFLOW_BATCH_SIZE's)")
     p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
+    p.add_argument("--policy-interval", type=float,
+                   default=Settings.model_fields["policy_min_interval_seconds"].default,
+                   help="RF_POLICY_MIN_INTERVAL_SECONDS")
     p.add_argument("--live-rate", type=float, default=0.0,
                    help="feed events live at this rate/s instead of all at once")
     p.add_argument("--seconds", type=float, default=10.0, help="how long (--live-rate)")
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.live_rate < 0 or not 0 < args.seconds <= 120:
         p.error("--live-rate must be >= 0 and --seconds in (0, 120]")
     s = Settings(topic_prefix="bench", key_prefix="bench",
-                 policy_every_n_rewards=args.policy_every)
+                 policy_every_n_rewards=args.policy_every,
+                 policy_min_interval_seconds=args.policy_interval)
     from schemas.keys import Keys
 
     source: Any

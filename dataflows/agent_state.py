@@ -116,6 +116,10 @@ class AgentState:
         #: closed decision ids, filed under the decision's ts
         self.closed = ExpiringIds.for_horizon(cfg.dedup_horizon)
         self.by_user: dict[str, list[tuple[float, str]]] = {}
+        #: event time of the newest published policy version, and of a publish deferred by
+        #: ``cfg.policy_interval`` (rewards closed since are folded into it)
+        self.published_at = NEG_INF
+        self.publish_at: float | None = None
         self.template: str | None = None
         self.learner = make_learner(  # algorithm follows the spec (AgentUpserted) when it comes
             agent_id, tenant, None, epsilon_floor=cfg.epsilon_floor,
@@ -156,8 +160,9 @@ class AgentState:
         return self.deadlines[0][0] if self.deadlines else math.inf
 
     def next_due(self) -> float | None:
-        """Event time of the next thing a watermark would release or close, if any."""
-        due = min(self.buffer[0][0] if self.buffer else math.inf, self._next_deadline())
+        """Event time of the next thing a watermark would release, close or publish."""
+        due = min(self.buffer[0][0] if self.buffer else math.inf, self._next_deadline(),
+                  self.publish_at if self.publish_at is not None else math.inf)
         return None if due == math.inf else due
 
     # -- input ----------------------------------------------------------------------------
@@ -210,9 +215,14 @@ class AgentState:
         return self._release(self._watermark(now, input_last, floor))
 
     def drain(self) -> Emitted:
-        """Apply everything buffered (end of input): the watermark moves to the newest ts."""
+        """Apply everything buffered (end of input): the watermark moves to the newest ts,
+        and a deferred policy version is published."""
         top = self.max_ts_any
-        return self._release(max(self.wm, top) if top is not None else self.wm)
+        out = self._release(max(self.wm, top) if top is not None else self.wm)
+        if self.publish_at is not None:
+            self.seq += 1
+            self._publish(self.publish_at, out, deferred=True)
+        return out
 
     def _release(self, wm: float, out: Emitted | None = None) -> Emitted:
         if out is None:
@@ -223,7 +233,12 @@ class AgentState:
         while True:
             nxt_ev = self.buffer[0][0] if self.buffer else math.inf
             nxt_dl = self._next_deadline()
-            if nxt_dl <= nxt_ev and nxt_dl <= self.wm:
+            nxt_pub = self.publish_at
+            if nxt_pub is not None and nxt_pub < nxt_ev and nxt_pub < nxt_dl \
+                    and nxt_pub <= self.wm:  # after whatever closes or arrives before it
+                self.seq += 1
+                self._publish(nxt_pub, out, deferred=True)
+            elif nxt_dl <= nxt_ev and nxt_dl <= self.wm:
                 _, did = heapq.heappop(self.deadlines)
                 self.seq += 1
                 self._close(did, nxt_dl, "timeout", out)
@@ -263,9 +278,7 @@ class AgentState:
         elif isinstance(ev, PolicyRollbackRequested):
             self.counts["agents"] += 1  # control events on the agents topic
             self.learner.rollback(ev.policy, ts)
-            doc = self.learner.maybe_publish()
-            if doc is not None:
-                out.policies.append(doc)
+            self._publish(ts, out, deferred=True)  # an operator's request: at once
         elif isinstance(ev, DecisionMade):
             did = str(ev.decision_id)
             if did in self.open or did in self.closed:
@@ -348,9 +361,23 @@ class AgentState:
                         bucket=rec[_BUCKET], reward=reward, engaged=rec[_NSIG] > 0,
                         close_ts=close_ts, close_iso=close_iso)
         self.learner.update(rec[_BUCKET], rec[_ACTION], reward, close_ts, probe=probe)
+        self._publish(close_ts, out)
+
+    def _publish(self, ts: float, out: Emitted, deferred: bool = False) -> None:
+        """A new policy version at event time ``ts`` if the learner has one, unless one was
+        published less than ``cfg.policy_interval`` before: then it is deferred to the end
+        of that interval (``deferred``: this is that time, or a publish that must not wait).
+        """
+        interval = self.cfg.policy_interval
+        if not deferred and interval > 0 and ts < self.published_at + interval:
+            if self.publish_at is None:
+                self.publish_at = self.published_at + interval
+            return
+        self.publish_at = None
         doc = self.learner.maybe_publish()
         if doc is not None:
             out.policies.append(doc)
+            self.published_at = ts
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -371,6 +398,8 @@ class AgentState:
                 ids = state[name] = ExpiringIds.for_horizon(JoinConfig.dedup_horizon)
                 for key, ts in old.items():
                     ids.add(key, ts)
+        state.setdefault("published_at", NEG_INF)  # snapshots from before policy_interval
+        state.setdefault("publish_at", None)
         self.__dict__.update(state)
         validate = EVENT_ADAPTER.validate_json
         self.buffer = [(ts, rank, key, validate(raw), meta, raw)

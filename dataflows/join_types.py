@@ -45,6 +45,8 @@ class JoinConfig:
     epsilon_floor: float = 0.02
     epsilon_decay_count: float = 20.0
     every_n_rewards: int = 1
+    #: at most one policy version per this many seconds of event time (0: no limit)
+    policy_interval: float = 0.0
 
 
 @dataclass
