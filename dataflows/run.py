@@ -4,7 +4,8 @@
 and runs ``python -m bytewax.run "dataflows.run:get_flow()" -r DIR -s SECS -b 0``. With
 several processes (``-p`` or ``RF_DATAFLOW_PROCESSES``) it runs one such dataflow per share
 of the co-partitioned input partitions, each with its store under ``DIR/proc-I-of-N``, and
-stops them all when one exits (:mod:`dataflows.partitions`). Settings come from the
+stops them all when one exits (:mod:`dataflows.partitions`); ``-i I`` runs only share ``I``
+(one host of several). Settings come from the
 environment (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
 """
 
@@ -351,10 +352,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker threads in each process (prefer processes, see README)")
     parser.add_argument("-p", "--processes", type=int, default=None,
                         help="co-partitioned flow processes (default: RF_DATAFLOW_PROCESSES)")
+    parser.add_argument("-i", "--index", type=int, default=None,
+                        help="run only this share of the N (one host of several)")
     parser.add_argument("--no-recovery", action="store_true")
     args = parser.parse_args(argv)
     settings = get_settings()
     n = args.processes or settings.dataflow_processes
+    if args.index is not None and not 0 <= args.index < n:
+        parser.error(f"--index {args.index} is outside 0..{n - 1}")
     base = None if args.no_recovery else Path(settings.recovery_dir)
     if base is not None:
         try:
@@ -365,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if n == 1:
         return subprocess.call(_command(settings, args.workers, base))
     children = []
-    for i in range(n):
+    for i in range(n) if args.index is None else [args.index]:
         share = Share(i, n)
         env = {**os.environ, "RF_DATAFLOW_PROCESSES": str(n),
                "RF_DATAFLOW_PROCESS_INDEX": str(i)}

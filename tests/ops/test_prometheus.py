@@ -25,6 +25,7 @@ CONFIG = PROM / "prometheus.yml"
 
 REQUIRED_ALERTS = {
     "RewardflowDLQRising",
+    "RewardflowMisroutedEvents",
     "RewardflowConsumerLagGrowing",
     "RewardflowRewardDroppedAfterPolicyChange",
     "RewardflowGatewayLatencyHigh",
