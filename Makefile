@@ -48,8 +48,9 @@ replay: $(STAMP) ## Replay a JSONL log of events through Kafka into the flow: ma
 
 bench: bench-pipeline bench-state bench-gateway bench-learning ## Run every benchmark
 
-bench-pipeline: $(STAMP) ## End-to-end events/s and freshness vs the raw consume rate
-	$(BIN)/python -m bench.pipeline
+bench-pipeline: $(STAMP) ## End-to-end events/s and freshness vs raw consume: 1, then 2 flow processes
+	$(BIN)/python -m bench.pipeline --flow-procs 1
+	$(BIN)/python -m bench.pipeline --flow-procs 2
 
 bench-state: $(STAMP) ## An agent's recovery state after a day of uptime: snapshot and prune cost
 	$(BIN)/python -m bench.state_growth

@@ -1,7 +1,7 @@
 """Prometheus metrics of the population process, defined once on one registry.
 
 The population flow (:mod:`dataflows.population_flow`) records them; ``get_flow()`` in
-:mod:`dataflows.population_run` serves them on ``RF_POPULATION_METRICS_PORT`` (9109). Per
+:mod:`dataflows.population_run` serves them on ``RF_POPULATION_METRICS_PORT`` (9118). Per
 template metrics are labelled ``tenant`` and ``template``: one series per population the flow
 keeps (templates are few), and two tenants' templates of the same name stay apart.
 """

@@ -6,7 +6,7 @@
 earliest offset (Bytewax keeps positions in the recovery snapshot) and writes each
 template's prior to ``rf:{tenant}:prior:{template}`` (:meth:`schemas.keys.Keys.prior`).
 Prometheus metrics (:mod:`dataflows.population_metrics`) are served on
-``RF_POPULATION_METRICS_PORT`` (9109; 0 turns the server off). Settings come from the
+``RF_POPULATION_METRICS_PORT`` (9118; 0 turns the server off). Settings come from the
 environment like the main flow's (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``RF_*``).
 """
 

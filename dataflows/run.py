@@ -347,7 +347,7 @@ def _supervise(children: list[subprocess.Popen[bytes]], grace: float = 5.0) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dataflows.run", description=__doc__)
     parser.add_argument("-w", "--workers", type=int, default=1,
                         help="worker threads in each process (prefer processes, see README)")
     parser.add_argument("-p", "--processes", type=int, default=None,
@@ -360,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     n = args.processes or settings.dataflow_processes
     if args.index is not None and not 0 <= args.index < n:
         parser.error(f"--index {args.index} is outside 0..{n - 1}")
+    ports = range(settings.dataflow_metrics_port, settings.dataflow_metrics_port + n)
+    if settings.population_metrics_port in ports:
+        parser.error(f"flow processes serve metrics on ports {ports.start}-{ports.stop - 1}, "
+                     f"which takes RF_POPULATION_METRICS_PORT={settings.population_metrics_port}"
+                     "; move one of them")
     base = None if args.no_recovery else Path(settings.recovery_dir)
     if base is not None:
         try:

@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     population_max_k: int = Field(default=6, ge=1)
     population_strength: float = Field(default=4.0, ge=0, le=100)
     population_recovery_dir: str = "var/recovery-population"
-    #: port of the population process's /metrics (0: no metrics server)
-    population_metrics_port: int = Field(default=9109, ge=0, le=65535)
+    #: port of the population process's /metrics (0: no metrics server); above the flow
+    #: processes' ``dataflow_metrics_port + i``
+    population_metrics_port: int = Field(default=9118, ge=0, le=65535)
 
     # Logging: one JSON object per line (schemas.logjson) unless turned off.
     log_json: bool = True

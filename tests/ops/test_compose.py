@@ -138,10 +138,10 @@ def test_dataflow_metrics_are_reachable_from_prometheus(resolved: dict[str, Any]
 def test_population_metrics_are_reachable_from_prometheus(resolved: dict[str, Any]) -> None:
     s = resolved["services"]["population"]
     env = s["environment"]
-    assert env["RF_POPULATION_METRICS_PORT"] == "9109"
+    assert env["RF_POPULATION_METRICS_PORT"] == "9118"
     assert env["RF_GATEWAY_HOST"] == "0.0.0.0"  # noqa: S104
-    assert "9109" in s["expose"]
-    assert "http://127.0.0.1:9109/" in " ".join(s["healthcheck"]["test"])
+    assert "9118" in s["expose"]
+    assert "http://127.0.0.1:9118/" in " ".join(s["healthcheck"]["test"])
 
 
 def test_dataflow_recovery_store_is_on_a_volume(resolved: dict[str, Any]) -> None:

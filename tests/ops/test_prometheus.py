@@ -80,7 +80,7 @@ def test_scrape_targets_match_the_compose_services() -> None:
     }
     assert targets["gateway"] == ["gateway:8000"]
     assert targets["dataflow"] == ["dataflow:9108"]
-    assert targets["population"] == ["population:9109"]
+    assert targets["population"] == ["population:9118"]
     assert doc["rule_files"] == ["alerts.yml"]
 
 
