@@ -10,6 +10,7 @@ store under ./var/recovery), the population process (template priors, recovery u
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -72,8 +73,11 @@ def main() -> int:
             for store in (settings.recovery_dir, settings.population_recovery_dir):
                 recovery = Path(store)
                 if recovery.exists():
-                    for f in recovery.iterdir():
-                        f.unlink()
+                    for f in recovery.iterdir():  # a store, or one per flow process
+                        if f.is_dir():
+                            shutil.rmtree(f)
+                        else:
+                            f.unlink()
         else:
             _say(f"using Kafka at {settings.kafka_bootstrap_servers}")
         url = settings.redis_url
@@ -92,8 +96,11 @@ def main() -> int:
         create_topics(settings.kafka_bootstrap_servers, settings.topics.all,
                       settings.topic_partitions)
         procs.append(start_dataflow(settings, log_path=var / "dataflow.log"))
-        _say(f"dataflow running (log: {var / 'dataflow.log'}, metrics: "
-             f"http://127.0.0.1:{settings.dataflow_metrics_port}/metrics)")
+        n = settings.dataflow_processes
+        _say(f"dataflow running ({n} process{'es' if n > 1 else ''}; log: "
+             f"{var / 'dataflow.log'}, metrics: "
+             f"http://127.0.0.1:{settings.dataflow_metrics_port}/metrics"
+             + (f" to :{settings.dataflow_metrics_port + n - 1}" if n > 1 else "") + ")")
         procs.append(start_population(settings, log_path=var / "population.log"))
         _say(f"population process running (template priors; log: {var / 'population.log'}, "
              f"metrics: http://127.0.0.1:{settings.population_metrics_port}/metrics)")
