@@ -30,10 +30,11 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import get_args
 
-Partitioner = Literal["consistent_random", "murmur2_random"]
-PARTITIONERS: tuple[str, ...] = ("consistent_random", "murmur2_random")
+from schemas.settings import KafkaPartitioner
+
+PARTITIONERS: tuple[str, ...] = get_args(KafkaPartitioner)
 
 _M32 = 0xFFFFFFFF
 

@@ -32,6 +32,7 @@ from dataflows.flow import build_flow
 from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Routing, Share, check_store_layout, store_dir
 from dataflows.sinks import RedisProjectionSink, TimedKafkaSink
+from dataflows.source import kafka_partition
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("rewardflow.dataflow")
@@ -161,13 +162,13 @@ class LeanKafkaSource(KafkaSource):
         parts = list(_list_parts(client, self._topics))
         if self.share.alone:
             return parts
+        keys = {p: kafka_partition(p) for p in parts}
         counts: dict[str, int] = {}
-        for part in parts:
-            idx, topic = part.split("-", 1)
-            counts[topic] = max(counts.get(topic, 0), int(idx) + 1)
+        for topic, idx in (pk for pk in keys.values() if pk is not None):
+            counts[topic] = max(counts.get(topic, 0), idx + 1)
         self.share.check(counts)
         self.routing = Routing(counts, self.partitioner)
-        mine = [p for p in parts if self.share.owns(int(p.split("-", 1)[0]))]
+        mine = [p for p, pk in keys.items() if pk is not None and self.share.owns(pk[1])]
         log.info("flow process %d of %d reads %s", self.share.index, self.share.processes,
                  ", ".join(mine))
         return mine

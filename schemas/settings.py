@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.keys import Keys
 from schemas.topics import Topics
 
+#: how producers map a key to a partition (librdkafka's names; ``dataflows/partitions.py``)
+KafkaPartitioner = Literal["consistent_random", "murmur2_random"]
+
 
 class Settings(BaseSettings):
     """rewardflow configuration.
@@ -39,7 +42,7 @@ class Settings(BaseSettings):
     #: ``consistent_random`` (CRC32) or ``murmur2_random`` (the Java client's default). The
     #: gateway produces with it; co-partitioned flow processes check every event against it
     #: (``dataflows/partitions.py``)
-    kafka_partitioner: Literal["consistent_random", "murmur2_random"] = "consistent_random"
+    kafka_partitioner: KafkaPartitioner = "consistent_random"
     key_prefix: str = "rf"
     default_tenant: str = "default"
 
