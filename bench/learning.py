@@ -11,6 +11,8 @@ Life world (:mod:`simulator.life`, driven by :func:`simulator.runner.run_life`)
     * ``rewardflow-<algo>+prior``: the same, with the template's population prior learned
       (by :class:`dataflows.population.Population`) from a *separate* training population
       (other seeds) of the same archetypes.
+    * ``rewardflow-epsilon_greedy+linear``: epsilon-greedy with linear scoring over the
+      meter levels and a weekend flag as numbers (:func:`simulator.life.numeric_context`).
     * ``vw``: one ``vowpalwabbit.Workspace("--cb_explore_adf --epsilon 0.1 -q UA")`` per
       person, shared features ``day_part`` (``|U``) and the action (``|A``); the choice is
       sampled from VW's PMF and that probability is logged and used in the cost label.
@@ -64,9 +66,10 @@ from bench.learning_report import OUT, plot, table
 from dataflows.learner import PolicyLearner, make_learner
 from dataflows.population import Population
 from schemas.agent import AgentSpec
+from schemas.buckets import context_bucket
 from schemas.policy import PolicyDocument
 from schemas.priors import PriorDocument
-from simulator.life import LifeWorld, make_people
+from simulator.life import NUMERIC_FEATURES, LifeWorld, make_people, numeric_context
 from simulator.metrics import TARGET, WINDOW, interactions_to_target, summarize_hits
 from simulator.runner import (
     Decision,
@@ -84,17 +87,54 @@ __all__ = ["OUT", "RewardflowCompanion", "Timer", "companion_reward", "companion
 
 
 # -- rewardflow in-process ----------------------------------------------------------------------
+class _FeatureBackend(InProcessBackend):
+    """:func:`rewardflow_backend` for an agent with linear scoring: decisions see the
+    context's features (:func:`simulator.life.numeric_context`), rewards carry them."""
+
+    def __init__(self, *args: Any, docs: dict[str, PolicyDocument],
+                 learners: dict[str, PolicyLearner], timer: Timer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.docs, self.learners, self.timer = docs, learners, timer
+        self.features: dict[str, tuple[float, ...] | None] = {}
+
+    def decide(self, agent_id: str, user_id: str, context: Mapping[str, str], ts: datetime,
+               world: LifeWorld) -> Decision:
+        spec = self.specs[agent_id]
+        num = numeric_context(dict(context))
+        bucket = context_bucket(context, spec.context_keys)
+        action, propensity, explored = self.docs[agent_id].choose(
+            bucket, spec.actions, self.rngs[agent_id], context=num)
+        self._n += 1
+        did = f"{agent_id}:{self._n}"
+        self.features[did] = self.learners[agent_id].feature_vector(num)
+        return Decision(did, action, propensity, explored, bucket)
+
+    def feedback(self, agent_id: str, user_id: str, decision: Decision, kind: str,
+                 value: float, ts: datetime) -> None:
+        lrn = self.learners[agent_id]
+        t0 = time.perf_counter()
+        lrn.update(decision.bucket, decision.action, value, ts.timestamp(),
+                   features=self.features.pop(decision.decision_id))
+        raw = lrn.maybe_publish()
+        self.timer.seconds += time.perf_counter() - t0
+        self.timer.calls += 1
+        if raw is not None:
+            self.docs[agent_id] = PolicyDocument.model_validate(raw)
+
+
 def rewardflow_backend(
     seed: int, algorithm: str, prior: PriorDocument | None = None,
     learners: dict[str, PolicyLearner] | None = None, timer: Timer | None = None,
+    features: Sequence[str] = (),
 ) -> InProcessBackend:
-    """The learner in-process, deciding with the published document as the gateway does."""
+    """The learner in-process, deciding with the published document as the gateway does
+    (``features``: linear scoring over those of :func:`simulator.life.numeric_context`)."""
     learners = {} if learners is None else learners
     docs: dict[str, PolicyDocument] = {}
     timer = timer or Timer()
 
     def on_register(agent_id: str, spec: AgentSpec) -> None:
-        spec = spec.model_copy(update={"algorithm": algorithm})
+        spec = spec.model_copy(update={"algorithm": algorithm, "features": list(features)})
         learners[agent_id] = make_learner(agent_id, "default", spec, prior=prior)
         docs[agent_id] = learners[agent_id].policy()
 
@@ -112,7 +152,11 @@ def rewardflow_backend(
         if raw is not None:  # what the gateway does with the JSON it reads from Redis
             docs[agent_id] = PolicyDocument.model_validate(raw)
 
-    name = f"rewardflow-{algorithm}" + ("+prior" if prior is not None else "")
+    name = (f"rewardflow-{algorithm}" + ("+linear" if features else "")
+            + ("+prior" if prior is not None else ""))
+    if features:
+        return _FeatureBackend(policy_fn, seed=seed, name=name, on_register=on_register,
+                               docs=docs, learners=learners, timer=timer)
     be = InProcessBackend(policy_fn, update_fn, seed=seed, name=name, on_register=on_register)
     be.timer = timer  # type: ignore[attr-defined]
     return be
@@ -188,6 +232,9 @@ def run_life_world(seeds: Sequence[int], per_archetype: int, weeks: int, algorit
         for algo in algorithms:
             timer = timers.setdefault(f"rewardflow-{algo}", Timer())
             backends.append(rewardflow_backend(seed, algo, timer=timer))
+        timer = timers.setdefault("rewardflow-epsilon_greedy+linear", Timer())
+        backends.append(rewardflow_backend(seed, "epsilon_greedy", timer=timer,
+                                           features=NUMERIC_FEATURES))
         prior = train_prior(seed, train_per_archetype, weeks, prior_algorithm)
         priors.append({"seed": seed, "archetypes": [(a.name, a.size) for a in prior.archetypes],
                        "explanation": prior.explanation})

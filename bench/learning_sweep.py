@@ -25,16 +25,17 @@ from typing import Any
 from bench.learning import rewardflow_backend, train_prior
 from bench.learning_companion import RewardflowCompanion, run_companion
 from simulator import companion as comp
-from simulator.life import SLOTS_PER_WEEK, make_people
+from simulator.life import NUMERIC_FEATURES, SLOTS_PER_WEEK, make_people
 from simulator.metrics import interactions_to_target
 from simulator.runner import RunResult, run_life
 
 
-def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: int
-             ) -> dict[str, dict[str, float]]:
+def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: int,
+             features: Sequence[str] = ()) -> dict[str, dict[str, float]]:
     """Per archetype: week-4 (or last week) share of the oracle and median to 80%."""
     people = make_people(per_archetype, seed=seed)
-    res: RunResult = run_life(people, rewardflow_backend(seed, algorithm, prior=prior),
+    be = rewardflow_backend(seed, algorithm, prior=prior, features=features)
+    res: RunResult = run_life(people, be,
                               weeks=weeks, seed=seed, run_id=f"s{seed}", progress=False)
     acc, orc = res.weekly("expected"), res.weekly("oracle_expected")
     hits = interactions_to_target(res.records)
@@ -50,13 +51,20 @@ def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: i
 
 
 def sweep_life(seeds: Sequence[int], algorithms: Sequence[str], per_archetype: int,
-               weeks: int, train_per_archetype: int, train_weeks: int) -> dict[str, Any]:
+               weeks: int, train_per_archetype: int, train_weeks: int,
+               linear: bool = False) -> dict[str, Any]:
+    """The prior and no-prior arms per algorithm and seed (``linear``: also epsilon-greedy
+    with linear scoring over :data:`simulator.life.NUMERIC_FEATURES`, both arms)."""
     rows: dict[str, Any] = {}
     for algo in algorithms:
         for seed in seeds:
             prior = train_prior(seed, train_per_archetype, train_weeks, algo)
             for arm, pr in (("prior", prior), ("no prior", None)):
                 rows[f"{algo}|{arm}|{seed}"] = life_arm(seed, algo, pr, per_archetype, weeks)
+            if linear and algo == "epsilon_greedy":
+                for arm, pr in (("lin+prior", prior), ("linear", None)):
+                    rows[f"{algo}|{arm}|{seed}"] = life_arm(seed, algo, pr, per_archetype,
+                                                            weeks, NUMERIC_FEATURES)
     print(f"{'algorithm':15s} {'arm':9s} {'seed':>4s}  "
           + "  ".join(f"{a[:9]:>9s} wk4 t80" for a in ("night_owl", "introvert", "workhorse")))
     pooled: dict[str, dict[str, list[float]]] = {}
@@ -133,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--train-weeks", type=int, default=4)
     ap.add_argument("--people", type=int, default=10)
     ap.add_argument("--interactions", type=int, default=1500)
+    ap.add_argument("--linear", action="store_true",
+                    help="life: also epsilon-greedy with linear scoring over the meters")
     args = ap.parse_args(argv)
     if args.world == "life":
         sweep_life(args.seeds, args.algorithms, args.people_per_archetype, args.weeks,
-                   args.train_per_archetype, args.train_weeks)
+                   args.train_per_archetype, args.train_weeks, args.linear)
     else:
         sweep_companion(args.seeds, args.people, args.interactions, args.algorithms[0])
 

@@ -69,7 +69,9 @@ _STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "DecisionMade":
 NEG_INF = -math.inf
 
 # Open decision record layout (a list keeps snapshots small and fast).
-_USER, _ACTION, _BUCKET, _TS, _TEMPLATE, _PROBE, _SUMS, _NSIG = range(8)
+# _FEAT: the decision's linear-scoring features (None unless the agent declares features;
+# absent from records of snapshots taken before linear scoring).
+_USER, _ACTION, _BUCKET, _TS, _TEMPLATE, _PROBE, _SUMS, _NSIG, _FEAT = range(9)
 
 __all__ = ["AgentState", "Emitted", "JoinConfig", "Meta", "derived_str"]
 
@@ -288,7 +290,8 @@ class AgentState:
             self.counts["decisions"] += 1
             probe = (ev.probe.trait, ev.probe.delta) if ev.probe is not None else None
             self.open[did] = [ev.user_id, ev.action, ev.bucket, ts,
-                              ev.template or self.template, probe, {}, 0]
+                              ev.template or self.template, probe, {}, 0,
+                              self.learner.feature_vector(ev.context)]
             heapq.heappush(self.deadlines, (ts + self.cfg.window, did))
             self.by_user.setdefault(ev.user_id, []).append((ts, did))
         elif isinstance(ev, FeedbackGiven | SignalObserved):
@@ -360,7 +363,8 @@ class AgentState:
         self.proj.apply(user_id=rec[_USER], decision_id=did, action=rec[_ACTION],
                         bucket=rec[_BUCKET], reward=reward, engaged=rec[_NSIG] > 0,
                         close_ts=close_ts, close_iso=close_iso)
-        self.learner.update(rec[_BUCKET], rec[_ACTION], reward, close_ts, probe=probe)
+        self.learner.update(rec[_BUCKET], rec[_ACTION], reward, close_ts, probe=probe,
+                            features=rec[_FEAT] if len(rec) > _FEAT else None)
         self._publish(close_ts, out)
 
     def _publish(self, ts: float, out: Emitted, deferred: bool = False) -> None:

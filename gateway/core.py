@@ -95,7 +95,8 @@ def decide(
     """Choose, probe, compile; return the ``DecisionMade`` event and the response body."""
     bucket = context_bucket(context, spec.context_keys)
     explore = may_explore(context)
-    action, propensity, explored = policy.choose(bucket, spec.actions, rng, explore=explore)
+    action, propensity, explored = policy.choose(bucket, spec.actions, rng, explore=explore,
+                                                 context=context)
     traits = effective_traits(spec, policy)
     probe = None
     if explore:

@@ -3,7 +3,9 @@
 A :class:`DecisionPlan` belongs to one (agent view, compile rules) pair, i.e. to fixed spec,
 policy, history and rules, and caches what only depends on those:
 
-* the action distribution of each (bucket, may-explore) pair and the epsilon it used;
+* the action distribution of each (bucket, may-explore) pair and the epsilon it used (with
+  linear scoring, only for contexts without any of the features: the others are scored per
+  decision);
 * the compiled prompt of each (action, bucket, matching context rules) when no trait probe
   moved the traits (with a probe the prompt is compiled per decision, as before);
 * whether the fixed fields of ``DecisionMade`` validate, so the event can be written as JSON
@@ -90,8 +92,9 @@ class _Choice:
 class DecisionPlan:
     """Everything about one agent's decisions that does not depend on the request."""
 
-    __slots__ = ("agent_id", "base_traits", "history", "policy", "rules", "rules_version",
-                 "sample_reply", "spec", "tenant", "_choices", "_compiled", "_fast_event")
+    __slots__ = ("agent_id", "base_traits", "features", "history", "policy", "rules",
+                 "rules_version", "sample_reply", "spec", "tenant", "_choices", "_compiled",
+                 "_fast_event")
 
     def __init__(self, tenant: str, agent_id: str, spec: AgentSpec, policy: PolicyDocument,
                  rules: CompileRules, rules_version: int, history: History | None) -> None:
@@ -104,6 +107,7 @@ class DecisionPlan:
         self.history = history
         self.base_traits = effective_traits(spec, policy)
         self.sample_reply = rules.reply.mode == "sample"
+        self.features = tuple(policy.linear.features) if policy.linear is not None else ()
         self._choices: dict[tuple[str, bool], _Choice] = {}
         self._compiled: dict[tuple[str, str, tuple[int, ...]], CompiledPrompt] = {}
         self._fast_event = self._fixed_fields_valid()
@@ -157,7 +161,11 @@ class DecisionPlan:
         bucket = context_bucket(context, spec.context_keys)
         explore = may_explore(context)
         choice = self._choice(bucket, explore)
-        action, propensity, explored = choice.draw(rng)
+        if self.features and any(f in context for f in self.features):
+            probs = self.policy.action_probabilities(bucket, spec.actions, explore, context)
+            action, propensity, explored = draw(probs, spec.actions, rng)
+        else:
+            action, propensity, explored = choice.draw(rng)
         traits = self.base_traits
         probe: Probe | None = None
         if explore:

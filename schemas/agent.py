@@ -47,6 +47,9 @@ class AgentSpec(BaseModel):
     algorithm: Literal["epsilon_greedy", "ucb", "thompson"] | None = None
     #: Share of decisions that probe one trait by +/-delta (learner default when unset).
     probe_share: Unit | None = None
+    #: Numeric context keys for linear scoring (:class:`schemas.policy.LinearScoring`): an
+    #: action's value in a bucket then moves with these features. Empty: a value table.
+    features: Annotated[list[Name], Field(max_length=16)] = Field(default_factory=list)
 
     @field_validator("actions")
     @classmethod
@@ -55,6 +58,29 @@ class AgentSpec(BaseModel):
             msg = "actions must be unique"
             raise ValueError(msg)
         return v
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            msg = "features must be unique"
+            raise ValueError(msg)
+        return v
+
+    @model_validator(mode="after")
+    def _features_fit(self) -> AgentSpec:
+        if not self.features:
+            return self
+        both = sorted(set(self.features) & set(self.context_keys))
+        if both:
+            msg = (f"features {both} are also context_keys: a context key names a bucket, a "
+                   "feature a number that moves values inside one")
+            raise ValueError(msg)
+        if self.algorithm not in (None, "epsilon_greedy"):
+            msg = (f"features (linear scoring) explore epsilon-greedy; algorithm "
+                   f"{self.algorithm!r} does not take them")
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _bounds_hold(self) -> AgentSpec:

@@ -34,6 +34,52 @@ class BucketPolicy(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     epsilon: Unit = 0.1
     probs: dict[str, Unit] | None = None
+    #: Linear scoring (:class:`LinearScoring`): each action's score at the bucket's
+    #: ``center`` (the mean feature vector of its decisions), exploration bonus included.
+    base: dict[str, float] | None = None
+    center: list[float] | None = None
+
+
+class LinearScoring(BaseModel):
+    """Linear contextual scoring over numeric context features.
+
+    In a bucket with ``base`` and ``center``, action ``a`` scores
+    ``base[a] + sum_i weights[a][i] * (x_i - center[i])`` where ``x_i`` is the decision
+    context's value of ``features[i]`` (a missing or non-numeric value reads as the centre:
+    it moves nothing). The gateway plays epsilon-greedy over the scores with the bucket's
+    epsilon, so the propensity is exact for every context.
+
+    >>> lin = LinearScoring(features=["energy"], weights={"rest": [-1.0], "work": [1.0]})
+    >>> lin.deltas({"energy": 0.9}, [0.5])
+    [0.4]
+    >>> lin.scores({"rest": 0.1, "work": 0.0}, [0.4], ["rest", "work"])
+    {'rest': -0.3, 'work': 0.4}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str]
+    weights: dict[str, list[float]] = Field(default_factory=dict)
+
+    def deltas(self, context: Mapping[str, object], center: Sequence[float]) -> list[float]:
+        """``x - center`` for the features of ``context`` (0 where a value is missing)."""
+        out = []
+        for f, c in zip(self.features, center, strict=False):
+            v = context.get(f)
+            out.append(float(v) - c if v.__class__ in (int, float) else 0.0)  # type: ignore[arg-type]
+        return out
+
+    def scores(self, base: Mapping[str, float], deltas: Sequence[float],
+               actions: Sequence[str]) -> dict[str, float]:
+        """Each action's score: its ``base`` plus its weights times ``deltas``."""
+        out = {}
+        for a in actions:
+            w = self.weights.get(a)
+            v = base.get(a, 0.0)
+            if w:
+                v += sum(wi * d for wi, d in zip(w, deltas, strict=False))
+            out[a] = round(v, 12)
+        return out
 
 
 class ProbeConfig(BaseModel):
@@ -72,6 +118,7 @@ class PolicyDocument(BaseModel):
     buckets: dict[str, BucketPolicy] = Field(default_factory=dict)
     reply_probability: dict[str, Unit] = Field(default_factory=dict)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    linear: LinearScoring | None = None
     explanation: str = "initial policy"
     evidence: dict[str, float] = Field(default_factory=dict)
     clamps: list[str] = Field(default_factory=list)
@@ -83,11 +130,14 @@ class PolicyDocument(BaseModel):
         return found if found is not None else BucketPolicy(epsilon=self.epsilon)
 
     def action_probabilities(
-        self, bucket: str, actions: Sequence[str], explore: bool = True
+        self, bucket: str, actions: Sequence[str], explore: bool = True,
+        context: Mapping[str, object] | None = None,
     ) -> dict[str, float]:
-        """Probability of each action in ``bucket``.
+        """Probability of each action in ``bucket`` (and ``context``, for linear scoring).
 
-        With a published ``probs`` distribution, that distribution restricted to
+        With linear scoring (``linear`` set and the bucket has ``base``), epsilon-greedy over
+        :meth:`LinearScoring.scores` at the context's features. Otherwise, with a
+        published ``probs`` distribution, that distribution restricted to
         ``actions`` (renormalized; an action it does not name gets the bucket's
         ``epsilon`` share spread evenly); otherwise epsilon-greedy over ``values`` with ties
         shared evenly. Without exploration (``explore=False`` here, e.g. a ``no_explore``
@@ -103,6 +153,12 @@ class PolicyDocument(BaseModel):
         """
         bp = self.bucket_policy(bucket)
         k = len(actions)
+        lin = self.linear
+        if lin is not None and bp.base is not None:
+            may = self.explore and explore
+            deltas = lin.deltas(context or {}, bp.center or [])
+            return epsilon_greedy(lin.scores(bp.base, deltas, actions),
+                                  bp.epsilon if may else 0.0, first_only=not may)
         if self.explore and explore:
             pp = bp.probs
             if pp:
@@ -121,7 +177,8 @@ class PolicyDocument(BaseModel):
                               first_only=eps == 0.0 and not (self.explore and explore))
 
     def choose(
-        self, bucket: str, actions: Sequence[str], rng: random.Random, explore: bool = True
+        self, bucket: str, actions: Sequence[str], rng: random.Random, explore: bool = True,
+        context: Mapping[str, object] | None = None,
     ) -> tuple[str, float, bool]:
         """Pick an action; returns ``(action, propensity, explored)``.
 
@@ -135,7 +192,7 @@ class PolicyDocument(BaseModel):
         >>> doc.choose("*", ["x", "y"], random.Random(0), explore=False)
         ('x', 1.0, False)
         """
-        return draw(self.action_probabilities(bucket, actions, explore), actions, rng)
+        return draw(self.action_probabilities(bucket, actions, explore, context), actions, rng)
 
 
 def epsilon_greedy(values: Mapping[str, float], epsilon: float, *, first_only: bool = False,

@@ -205,6 +205,26 @@ def context(state: LifeState) -> dict[str, str]:
     return ctx
 
 
+#: :func:`numeric_context`'s reading of a meter level.
+LEVEL_VALUE = {"low": 0.0, "mid": 0.5, "high": 1.0}
+
+
+def numeric_context(ctx: dict[str, str]) -> dict[str, str | float]:
+    """:func:`context` with its meter levels as numbers (low 0, mid 0.5, high 1) and a
+    ``weekend`` flag: the same information, as features for linear scoring.
+
+    >>> numeric_context({"day_part": "night", "day": "sat", "vitality": "low"})
+    {'day_part': 'night', 'day': 'sat', 'vitality': 0.0, 'weekend': 1.0}
+    """
+    out: dict[str, str | float] = {k: LEVEL_VALUE.get(v, v) for k, v in ctx.items()}
+    out["weekend"] = 1.0 if ctx.get("day") in WEEKEND else 0.0
+    return out
+
+
+#: The features :func:`numeric_context` adds, for an agent's ``features``.
+NUMERIC_FEATURES: tuple[str, ...] = (*METERS, "weekend")
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 

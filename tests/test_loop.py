@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 
+from gateway.client import RewardflowError
 from simulator.life import make_people
 from simulator.runner import HttpBackend, run_life
 from stack.ports import free_port
@@ -79,3 +81,30 @@ def test_simulated_person_moves_policy_toward_hidden_preference(stack):
         assert learned > rand + 0.1, (p.archetype, learned, rand, oracle)
         versions = {r["policy_version"] for r in recs}
         assert max(versions) > 20
+
+
+def test_linear_scoring_over_http_learns_slopes_and_logs_exact_propensities(stack):
+    s, client = stack
+    client.upsert_agent("lin", {**SPEC, "features": ["energy"]})
+    with pytest.raises(RewardflowError) as err:
+        client.decide("lin", "u1", {"room": "dm", "energy": "high"})
+    assert err.value.status == 422
+    assert orjson.loads(err.value.body)["detail"][0]["loc"] == ["body", "context", "energy"]
+    made = []
+    for i in range(12):
+        energy = i / 11
+        d = client.decide("lin", "u1", {"room": "dm", "energy": energy})
+        made.append(d)
+        good = (d["action"] == "joke") == (energy > 0.5)  # joke pays when energy is high
+        client.feedback(d["decision_id"], "lin", "u1", "thumbs", 1.0 if good else -1.0)
+    pol = wait_until(lambda: (p := client.policy("lin"))["version"] >= 12 and p, timeout=10.0,
+                     interval=0.05)
+    assert pol["linear"]["features"] == ["energy"] and pol["linear"]["weights"]
+    bp = pol["buckets"]["room=dm"]
+    assert bp.get("probs") is None and set(bp["base"]) == set(SPEC["actions"])
+    assert 0.0 <= bp["center"][0] <= 1.0
+    logged = {x["decision_id"]: x for x in consume_all(s.kafka_bootstrap_servers,
+                                                       s.topics.decisions)}
+    for d in made:  # every decision logs the context it was scored on and its propensity
+        ev = logged[d["decision_id"]]
+        assert ev["propensity"] == d["propensity"] and "energy" in ev["context"]

@@ -22,6 +22,9 @@ What the base class does for every algorithm:
   standard errors, the trait moves one bounded step toward the winner (smaller after a
   reversal) and that trait's probe statistics restart; while no probe shows anything the
   probes widen.
+* **Linear scoring** (:mod:`dataflows.learner.linear`), for an agent that declares numeric
+  ``features``: per-action slopes on them, fitted within buckets; buckets then publish
+  ``base`` and ``center`` for the gateway's per-context scores instead of ``probs``.
 * **Safety.** Every published document is passed through the agent's trait bounds, the
   tenant/template rules (:class:`schemas.policy.SafetyRules`, data loaded by
   :mod:`dataflows.learner.safety`), the maximum step, and the exploration switches; whatever
@@ -37,12 +40,13 @@ from __future__ import annotations
 import math
 import zlib
 from abc import ABC
-from datetime import UTC, datetime
 from typing import Any
 
 from river import stats
 
 from dataflows.learner.archetypes import intern_prior
+from dataflows.learner.document import build_document
+from dataflows.learner.linear import LinearStats
 from dataflows.learner.traits import DEFAULT_PROBE_SHARE
 from dataflows.learner.versions import Stats, Versioning
 from schemas.agent import AgentSpec
@@ -132,6 +136,8 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
         self._rules = safety
         self.safety = ResolvedSafety()
         self.forced_note: str | None = None
+        #: linear scoring statistics, for a spec with ``features``
+        self.linear: LinearStats | None = None
         #: bucket -> (values, counts, greedy, document entry); derived, never snapshotted
         self._cache: dict[str, tuple[Any, ...]] = {}
         if spec is not None:
@@ -153,6 +159,8 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
             self.probe_level = self.probe_backoff = self.level_moves = 0
         self._rules = None
         self._cache = {}
+        if "linear" not in state:  # a snapshot from before linear scoring
+            self.linear = None
         if self.prior is not None:
             self.prior = intern_prior(self.prior)
 
@@ -182,6 +190,10 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
             if t not in spec.traits:
                 del self.traits[t]
                 self._forget_trait(t)
+        if not spec.features:
+            self.linear = None
+        elif self.linear is None or self.linear.features != tuple(spec.features):
+            self.linear = LinearStats(spec.features)  # other features: start over
         self.dirty.update(dict.fromkeys(self.means))
         self._cache = {}
         if self.prior is not None:
@@ -210,12 +222,19 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
         reward: float,
         ts: float,
         probe: tuple[str, float] | dict[str, Any] | None = None,
+        features: tuple[float, ...] | None = None,
     ) -> None:
         """Learn from one reward of ``action`` in ``bucket`` at event time ``ts``.
 
-        ``probe`` is the decision's trait probe, ``(trait, delta)`` or ``{"trait", "delta"}``.
+        ``probe`` is the decision's trait probe, ``(trait, delta)`` or ``{"trait", "delta"}``;
+        ``features`` its :meth:`feature_vector` (linear scoring).
         """
         self._observe(bucket, action, reward)
+        lin = self.linear
+        if lin is not None and features is not None and len(features) == len(lin.features):
+            lin.observe(bucket, action, features, reward)
+            if bucket != GLOBAL_BUCKET:  # the agent-wide cell's means, not its co-moments
+                lin.observe(GLOBAL_BUCKET, action, features, reward, within=False)
         if probe:
             trait, delta = (probe["trait"], probe["delta"]) if isinstance(probe, dict) else probe
             self._observe_probe(str(trait), float(delta), reward)
@@ -226,6 +245,10 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
         self.pending_rewards += 1
         self.total_rewards += 1
         self.last_update_ts = ts
+
+    def feature_vector(self, context: dict[str, Any]) -> tuple[float, ...] | None:
+        """The linear-scoring features of a decision's context (``None`` without any)."""
+        return self.linear.vector(context) if self.linear is not None else None
 
     def _observe(self, bucket: str, action: str, reward: float) -> None:
         """Fold one reward into the running means of ``bucket`` and of ``*``."""
@@ -279,6 +302,13 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
         """An explicit action distribution for ``bucket``, or ``None`` for epsilon-greedy."""
         return None
 
+    def greedy_values(
+        self, bucket: str, values: dict[str, float], counts: dict[str, int]
+    ) -> dict[str, float]:
+        """The values exploitation follows (linear scoring's ``base``): the values here; a
+        subclass may add an exploration bonus."""
+        return values
+
     def pseudo_evidence(self, bucket: str) -> float:
         """Pseudo-rewards that count toward ``bucket``'s epsilon decay besides its own
         rewards: the population prior's (:meth:`prior_evidence`) when one is active."""
@@ -327,6 +357,11 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
             self.explanation = "; ".join(notes) + (f"; {extra}" if extra else ".")
         else:
             self.explanation = self._explain(changed, greedy, stats_)
+        if self.linear is not None and self.forced_note is None:
+            top = self.linear.strongest(self.linear.weights())
+            if top is not None and abs(top[2]) >= 0.05:
+                self.explanation = (f"{self.explanation.rstrip('.')}; {top[0]} moves "
+                                    f"{top[1]} most ({top[2]:+.2f} per unit).")
         self.forced_note = None
         self.parent_version = self.version
         self.version += 1
@@ -337,67 +372,6 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
     def policy(self) -> PolicyDocument:
         """The current policy document (the published version), validated."""
         return PolicyDocument.model_validate(self.policy_dict())
-
     def policy_dict(self, stats_: Stats | None = None) -> dict[str, Any]:
         """The current policy document as JSON-able data, in :class:`PolicyDocument` form."""
-        spec = self.spec
-        explore = self.explore_allowed
-        buckets: dict[str, dict[str, Any]] = {}
-        cache = self._cache
-        for b, (vals, counts) in (stats_ if stats_ is not None else self.bucket_stats()).items():
-            hit = cache.get(b)
-            if hit is not None and hit[3] is not None and b not in self.dirty:
-                buckets[b] = hit[3]
-                continue
-            n = sum(counts.values()) + self.pseudo_evidence(b)
-            eps = round(self.epsilon_for(n), 6) if explore else 0.0
-            entry: dict[str, Any] = {"values": {a: round(v, 6) for a, v in vals.items()},
-                                     "counts": dict(counts), "epsilon": eps}
-            if explore:
-                if b in self.dirty or b not in self.probs:
-                    dist = self.bucket_distribution(b, vals, counts, eps)
-                    if dist is None:
-                        self.probs.pop(b, None)
-                    else:
-                        self.probs[b] = dist
-                if b in self.probs:
-                    entry["probs"] = self.probs[b]
-            buckets[b] = entry
-            if hit is not None:
-                cache[b] = (hit[0], hit[1], hit[2], entry)
-        self.dirty = {}
-        traits, clamps = self.safe_traits()
-        probe, more = self.probe_config()
-        clamps += more
-        self._count_clamps(clamps)
-        updated = (datetime.fromtimestamp(self.last_update_ts, UTC).isoformat()
-                   if self.last_update_ts is not None else None)
-        bounds = {t: list(self._limits(t)) for t in traits}
-        if spec is not None:
-            bounds |= {k: list(self._limits(k)) for k in spec.trait_bounds}
-        evidence: dict[str, float] = {"rewards": float(self.total_rewards)}
-        evidence.update(self.trait_evidence)
-        if self.prior_w and self.prior is not None:
-            evidence["prior.version"] = float(self.prior.version)
-            for arch, w in zip(self.prior.archetypes, self.prior_w, strict=True):
-                evidence[f"prior.weight.{arch.name}"] = round(w, 4)
-        return {
-            "agent_id": self.agent_id, "tenant": self.tenant, "version": self.version,
-            "parent_version": self.parent_version, "algorithm": self.algorithm,
-            "epsilon": self.base_epsilon if explore else 0.0,
-            "explore": explore, "traits": traits, "trait_bounds": bounds,
-            "buckets": buckets, "reply_probability": {}, "probe": probe,
-            "explanation": self.explanation, "evidence": evidence,
-            "clamps": clamps, "updated_at": updated,
-        }
-
-    def _count_clamps(self, clamps: list[str]) -> None:
-        if clamps == self.clamps_counted:
-            return
-        new = [c for c in clamps if c not in self.clamps_counted]
-        self.clamps_counted = clamps
-        self.clamps = clamps
-        if new:
-            from dataflows.metrics import flow_metrics
-
-            flow_metrics().policy_clamps.inc(len(new))
+        return build_document(self, stats_)

@@ -123,6 +123,12 @@ class EpsilonGreedyLearner(PolicyLearner):
             out[a] = q0 if n + m0 <= 0 or v is None else (n * v + prior) / (n + m0)
         return out
 
+    def greedy_values(
+        self, bucket: str, values: dict[str, float], counts: dict[str, int]
+    ) -> dict[str, float]:
+        """Linear scoring's ``base``: the values with a prior, else :meth:`optimistic_values`."""
+        return values if self.prior_w else self.optimistic_values(bucket, values, counts)
+
     def bucket_distribution(
         self, bucket: str, values: dict[str, float], counts: dict[str, int], epsilon: float
     ) -> dict[str, float] | None:

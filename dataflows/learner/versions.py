@@ -13,6 +13,7 @@ from typing import Any
 from river import stats
 
 from dataflows.learner.archetypes import PriorState
+from dataflows.learner.linear import LinearStats
 from dataflows.learner.traits import TraitTuning
 from schemas.buckets import GLOBAL_BUCKET
 from schemas.policy import PolicyDocument
@@ -30,6 +31,7 @@ class Versioning(TraitTuning, PriorState):
     probs: dict[str, dict[str, float]]
     last_update_ts: float | None
     forced_note: str | None
+    linear: LinearStats | None
 
     def _explain(self, changed: list[str], greedy: dict[str, str], stats_: Stats) -> str:
         named = [b for b in changed if b != GLOBAL_BUCKET] or changed
@@ -89,6 +91,12 @@ class Versioning(TraitTuning, PriorState):
         for t in list(self.traits):
             if t in old.traits:
                 self.traits[t] = float(old.traits[t])
+        lin = self.linear
+        if lin is not None:  # slopes and centres come back; a changed feature list: none
+            same = old.linear is not None and tuple(old.linear.features) == lin.features
+            lin.restore(old.linear.weights if same and old.linear is not None else {},
+                        {b: (bp.center, bp.counts, bp.values) for b, bp in old.buckets.items()}
+                        if same else {})
         self.probe_stats = {}
         self.trait_moves, self.level_stats = {}, None
         self.probs = {}

@@ -78,6 +78,12 @@ async def run_decide(state: AppState, agent_id: str, api_key: str | None,
     plan = await state.load_plan(tenant, agent_id)
     if plan is None:
         raise HTTPException(404, f"unknown agent {agent_id!r}")
+    for f in plan.spec.features:  # linear scoring reads these as numbers
+        v = body.context.get(f)
+        if v is not None and v.__class__ not in (int, float):
+            raise RequestValidationError([{
+                "type": "float_type", "loc": ("body", "context", f), "input": v,
+                "msg": f"context.{f} is a feature of this agent's linear scoring: a number"}])
     out, event, action, explored, epsilon = plan.decide(
         user_id=body.user_id, context=body.context, ts=body.ts, rng=state.rng,
         decision_id=uuid4_str(state.rng.getrandbits(128)),
