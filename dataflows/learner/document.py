@@ -40,7 +40,7 @@ def build_document(lrn: PolicyLearner, stats_: Stats | None = None) -> dict[str,
         entry: dict[str, Any] = {"values": {a: round(v, 6) for a, v in vals.items()},
                                  "counts": dict(counts), "epsilon": eps}
         if lin is not None:  # slopes move with every reward: every bucket is rebuilt
-            moved = {a: lin.base(b, a, v, weights) for a, v in vals.items()}
+            moved = lin.moved(b, vals, weights)
             entry["base"] = {a: round(v, 6) for a, v in
                              lrn.greedy_values(b, moved, counts).items()}
             entry["center"] = (lin.center(b) or lin.center(GLOBAL_BUCKET)

@@ -133,31 +133,48 @@ class LinearStats:
         """Each action's ridge slope ``(S_xx + ridge I)^-1 S_xr`` (actions with no
         within-cell evidence are absent: their slope is 0)."""
         if self._w is None:
-            self._w = {a: [round(float(v), 6) for v in
-                           np.linalg.solve(sxx + self.ridge * self._eye, self.sxr[a])]
-                       for a, sxx in self.sxx.items()}
+            names = list(self.sxx)
+            if not names:
+                self._w = {}
+                return self._w
+            a = np.stack([self.sxx[n] for n in names]) + self.ridge * self._eye
+            b = np.stack([self.sxr[n] for n in names])[:, :, None]
+            sol = np.linalg.solve(a, b)[:, :, 0].round(6).tolist()  # one batched solve
+            self._w = dict(zip(names, sol, strict=True))
         return self._w
 
-    def center(self, bucket: str) -> list[float] | None:
-        """The mean feature vector of the bucket's rewarded decisions (``None`` if none)."""
+    def _center(self, bucket: str) -> np.ndarray | None:
         arms = self.cells.get(bucket)
         if not arms:
             return None
-        total = sum(c[0] for c in arms.values())
-        acc = sum(c[0] * c[1] for c in arms.values())
-        return [round(float(v), 6) for v in acc / total]
+        n = np.array([c[0] for c in arms.values()], dtype=float)
+        return n @ np.stack([c[1] for c in arms.values()]) / n.sum()
+
+    def center(self, bucket: str) -> list[float] | None:
+        """The mean feature vector of the bucket's rewarded decisions (``None`` if none)."""
+        c = self._center(bucket)
+        return None if c is None else c.round(6).tolist()
 
     def base(self, bucket: str, action: str, value: float,
              weights: Mapping[str, Sequence[float]]) -> float:
         """``value`` (the cell's mean reward, or what the learner made of it) moved from
         the cell's mean features to the bucket's centre along the action's slope."""
-        cell = self.cells.get(bucket, {}).get(action)
-        w = weights.get(action)
-        if cell is None or not w:
-            return value
-        center = self.center(bucket) or []
-        return value - sum(wi * (xi - ci) for wi, xi, ci in
-                           zip(w, cell[1].tolist(), center, strict=False))
+        return self.moved(bucket, {action: value}, weights)[action]
+
+    def moved(self, bucket: str, values: Mapping[str, float],
+              weights: Mapping[str, Sequence[float]]) -> dict[str, float]:
+        """:meth:`base` of every action of ``values`` (the bucket's centre computed once)."""
+        arms = self.cells.get(bucket)
+        center = self._center(bucket)
+        out = dict(values)
+        if arms is None or center is None:
+            return out
+        for a, v in values.items():
+            cell = arms.get(a)
+            w = weights.get(a)
+            if cell is not None and w:
+                out[a] = v - float(np.dot(w, cell[1] - center))
+        return out
 
     def restore(self, weights: Mapping[str, Sequence[float]],
                 buckets: Mapping[str, tuple[Sequence[float] | None, Mapping[str, int],
