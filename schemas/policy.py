@@ -34,26 +34,29 @@ class BucketPolicy(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     epsilon: Unit = 0.1
     probs: dict[str, Unit] | None = None
-    #: Linear scoring (:class:`LinearScoring`): each action's score at the bucket's
-    #: ``center`` (the mean feature vector of its decisions), exploration bonus included.
+    #: Linear scoring (:class:`LinearScoring`): each action's value in the bucket
+    #: (exploration bonus included), the mean features of each action's rewarded decisions
+    #: here (``centers``), and of all of them (``center``, for an action without any).
     base: dict[str, float] | None = None
+    centers: dict[str, list[float]] | None = None
     center: list[float] | None = None
 
 
 class LinearScoring(BaseModel):
     """Linear contextual scoring over numeric context features.
 
-    In a bucket with ``base`` and ``center``, action ``a`` scores
-    ``base[a] + sum_i weights[a][i] * (x_i - center[i])`` where ``x_i`` is the decision
-    context's value of ``features[i]`` (a missing or non-numeric value reads as the centre:
-    it moves nothing). The gateway plays epsilon-greedy over the scores with the bucket's
-    epsilon, so the propensity is exact for every context.
+    In a bucket with ``base``, action ``a`` scores
+    ``base[a] + sum_i weights[a][i] * (x_i - c_i)``: its value there, moved along its slope
+    from the mean features ``c`` of its rewarded decisions in the bucket (``centers[a]``,
+    else the bucket's ``center``) to the decision context's ``x`` (``x_i`` is the value of
+    ``features[i]``; a missing or non-numeric one reads as ``c_i``: it moves nothing). The
+    gateway plays epsilon-greedy over the scores with the bucket's epsilon, so the
+    propensity is exact for every context.
 
     >>> lin = LinearScoring(features=["energy"], weights={"rest": [-1.0], "work": [1.0]})
-    >>> lin.deltas({"energy": 0.9}, [0.5])
-    [0.4]
-    >>> lin.scores({"rest": 0.1, "work": 0.0}, [0.4], ["rest", "work"])
-    {'rest': -0.3, 'work': 0.4}
+    >>> lin.scores({"energy": 0.9}, {"rest": 0.1, "work": 0.0}, {"rest": [0.5]}, [0.6],
+    ...            ["rest", "work"])
+    {'rest': -0.3, 'work': 0.3}
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,23 +64,21 @@ class LinearScoring(BaseModel):
     features: list[str]
     weights: dict[str, list[float]] = Field(default_factory=dict)
 
-    def deltas(self, context: Mapping[str, object], center: Sequence[float]) -> list[float]:
-        """``x - center`` for the features of ``context`` (0 where a value is missing)."""
-        out = []
-        for f, c in zip(self.features, center, strict=False):
-            v = context.get(f)
-            out.append(float(v) - c if v.__class__ in (int, float) else 0.0)  # type: ignore[arg-type]
-        return out
-
-    def scores(self, base: Mapping[str, float], deltas: Sequence[float],
+    def scores(self, context: Mapping[str, object], base: Mapping[str, float],
+               centers: Mapping[str, Sequence[float]] | None, center: Sequence[float] | None,
                actions: Sequence[str]) -> dict[str, float]:
-        """Each action's score: its ``base`` plus its weights times ``deltas``."""
+        """Each action's score for ``context`` (see the class docstring)."""
+        x = [float(v) if (v := context.get(f)).__class__ in (int, float) else None  # type: ignore[arg-type]
+             for f in self.features]
+        centers = centers or {}
         out = {}
         for a in actions:
-            w = self.weights.get(a)
             v = base.get(a, 0.0)
-            if w:
-                v += sum(wi * d for wi, d in zip(w, deltas, strict=False))
+            w = self.weights.get(a)
+            c = centers.get(a, center)
+            if w and c:
+                v += sum(wi * (xi - ci) for wi, xi, ci in zip(w, x, c, strict=False)
+                         if xi is not None)
             out[a] = round(v, 12)
         return out
 
@@ -156,8 +157,8 @@ class PolicyDocument(BaseModel):
         lin = self.linear
         if lin is not None and bp.base is not None:
             may = self.explore and explore
-            deltas = lin.deltas(context or {}, bp.center or [])
-            return epsilon_greedy(lin.scores(bp.base, deltas, actions),
+            scores = lin.scores(context or {}, bp.base, bp.centers, bp.center, actions)
+            return epsilon_greedy(scores,
                                   bp.epsilon if may else 0.0, first_only=not may)
         if self.explore and explore:
             pp = bp.probs

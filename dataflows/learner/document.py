@@ -4,8 +4,8 @@
 the JSON-able form of :class:`schemas.policy.PolicyDocument` (the hot path of every publish:
 no pydantic). A bucket's entry carries values, counts and epsilon, and either the explicit
 distribution ``probs`` the algorithm computed or, with linear scoring
-(:mod:`dataflows.learner.linear`), ``base`` and ``center`` for the gateway's per-context
-scores.
+(:mod:`dataflows.learner.linear`), ``base``, ``centers`` and ``center`` for the gateway's
+per-context scores.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ def build_document(lrn: PolicyLearner, stats_: Stats | None = None) -> dict[str,
     weights = lin.weights() if lin is not None else {}
     for b, (vals, counts) in (stats_ if stats_ is not None else lrn.bucket_stats()).items():
         hit = cache.get(b)
-        if hit is not None and hit[3] is not None and b not in lrn.dirty and lin is None:
+        if hit is not None and hit[3] is not None and b not in lrn.dirty:
             buckets[b] = hit[3]
             continue
         n = sum(counts.values()) + lrn.pseudo_evidence(b)
         eps = round(lrn.epsilon_for(n), 6) if explore else 0.0
         entry: dict[str, Any] = {"values": {a: round(v, 6) for a, v in vals.items()},
                                  "counts": dict(counts), "epsilon": eps}
-        if lin is not None:  # slopes move with every reward: every bucket is rebuilt
-            moved = lin.moved(b, vals, weights)
+        if lin is not None:  # the slopes are the document's; a bucket keeps its values
             entry["base"] = {a: round(v, 6) for a, v in
-                             lrn.greedy_values(b, moved, counts).items()}
+                             lrn.greedy_values(b, vals, counts).items()}
+            entry["centers"] = lin.cell_centers(b)
             entry["center"] = (lin.center(b) or lin.center(GLOBAL_BUCKET)
                                or [0.0] * len(lin.features))
         elif explore:

@@ -4,7 +4,7 @@ An agent that declares ``features`` (numeric context keys, see
 :class:`schemas.agent.AgentSpec`) keeps its value table per context bucket and action, and
 learns on top of it how each action's reward moves with the features::
 
-    score(a | bucket b, x) = base[b][a] + w[a] . (x - center[b])
+    score(a | bucket b, x) = base[b][a] + w[a] . (x - xbar[b][a])
 
 * ``w[a]`` is the ridge-regression slope of ``a``'s reward on the features *within
   buckets*: every (bucket, action) cell is demeaned, features and rewards alike (the
@@ -12,9 +12,12 @@ learns on top of it how each action's reward moves with the features::
   one slope per action pools the evidence of every bucket. The sufficient statistics are a
   Welford co-moment per action (``F x F`` scatter and ``F`` cross-moment), updated in
   O(F^2) per reward; the slope is one ``F x F`` solve when a document is built.
-* ``center[b]`` is the mean feature vector of the bucket's decisions, and ``base[b][a]``
-  the cell's mean reward moved to that centre, ``mean - w[a] . (xbar[b][a] - center[b])``
-  (the learner then adds its exploration bonus, as for a table).
+* ``base[b][a]`` is the cell's value as for a table (its mean reward with the learner's
+  exploration bonus or prior), ``xbar[b][a]`` the mean feature vector of the cell's rewarded
+  decisions: the score is the within-cell regression line through the cell's means. An
+  action without rewards in the bucket is moved from the bucket's mean features
+  (``center``). Only the slopes change with every reward; a bucket's entry changes with its
+  own rewards, as a table's does.
 
 The ridge penalty ``ridge`` (in squared feature units) shrinks slopes toward 0 until the
 evidence is there, so a new agent scores like its value table. Features should be on
@@ -30,8 +33,8 @@ per cell); nothing is random.
 >>> w = lin.weights()
 >>> round(w["work"][0], 3)   # co-moment 1.2 / (scatter 0.37 + ridge 1); least squares 3.24
 0.876
->>> lin.center("day=mon"), round(lin.base("day=mon", "work", 0.0, w), 6)
-([0.55], 0.0)
+>>> lin.center("day=mon"), lin.cell_centers("day=mon")
+([0.55], {'work': [0.55]})
 """
 
 from __future__ import annotations
@@ -73,16 +76,19 @@ class LinearStats:
         self.sxx: dict[str, np.ndarray] = {}
         self.sxr: dict[str, np.ndarray] = {}
         self._w: dict[str, list[float]] | None = None
+        self._centers: dict[str, np.ndarray | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_eye")
+        state.pop("_centers")
         state["_w"] = None  # derived
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._eye = np.eye(len(self.features))
+        self._centers = {}
 
     def vector(self, context: Mapping[str, object]) -> tuple[float, ...]:
         """The features of a decision's context (``nan`` where missing or not a number).
@@ -128,6 +134,7 @@ class LinearStats:
         cell[1] = xbar + dx / n1
         cell[2] = rbar + dr / n1
         self._w = None
+        self._centers.pop(bucket, None)
 
     def weights(self) -> dict[str, list[float]]:
         """Each action's ridge slope ``(S_xx + ridge I)^-1 S_xr`` (actions with no
@@ -144,61 +151,55 @@ class LinearStats:
         return self._w
 
     def _center(self, bucket: str) -> np.ndarray | None:
+        if bucket in self._centers:
+            return self._centers[bucket]
         arms = self.cells.get(bucket)
-        if not arms:
-            return None
-        n = np.array([c[0] for c in arms.values()], dtype=float)
-        return n @ np.stack([c[1] for c in arms.values()]) / n.sum()
+        c = None
+        if arms:
+            n = np.array([c[0] for c in arms.values()], dtype=float)
+            c = n @ np.stack([c[1] for c in arms.values()]) / n.sum()
+        self._centers[bucket] = c
+        return c
 
     def center(self, bucket: str) -> list[float] | None:
         """The mean feature vector of the bucket's rewarded decisions (``None`` if none)."""
         c = self._center(bucket)
         return None if c is None else c.round(6).tolist()
 
-    def base(self, bucket: str, action: str, value: float,
-             weights: Mapping[str, Sequence[float]]) -> float:
-        """``value`` (the cell's mean reward, or what the learner made of it) moved from
-        the cell's mean features to the bucket's centre along the action's slope."""
-        return self.moved(bucket, {action: value}, weights)[action]
-
-    def moved(self, bucket: str, values: Mapping[str, float],
-              weights: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        """:meth:`base` of every action of ``values`` (the bucket's centre computed once)."""
+    def cell_centers(self, bucket: str) -> dict[str, list[float]]:
+        """The mean feature vector of each action's rewarded decisions in ``bucket``."""
         arms = self.cells.get(bucket)
-        center = self._center(bucket)
-        out = dict(values)
-        if arms is None or center is None:
-            return out
-        for a, v in values.items():
-            cell = arms.get(a)
-            w = weights.get(a)
-            if cell is not None and w:
-                out[a] = v - float(np.dot(w, cell[1] - center))
-        return out
+        if not arms:
+            return {}
+        rows = np.stack([c[1] for c in arms.values()]).round(6).tolist()
+        return dict(zip(arms, rows, strict=True))
 
     def restore(self, weights: Mapping[str, Sequence[float]],
-                buckets: Mapping[str, tuple[Sequence[float] | None, Mapping[str, int],
-                                            Mapping[str, float]]]) -> None:
+                buckets: Mapping[str, tuple[Mapping[str, Sequence[float]] | None,
+                                            Mapping[str, int], Mapping[str, float]]]) -> None:
         """Start over from a published document (a rollback): its slopes come back exactly
-        (as ridge pseudo-evidence: ``S_xr = ridge * w`` over an empty scatter) and every
-        cell's mean reward is taken as its value at the bucket's centre.
+        (as ridge pseudo-evidence: ``S_xr = ridge * w`` over an empty scatter), and so do
+        its cells' counts, mean rewards and mean features (``buckets``: per bucket, the
+        ``centers``, ``counts`` and ``values`` it published).
 
         >>> lin = LinearStats(["e"])
-        >>> lin.restore({"work": [0.4]}, {"*": ([0.5], {"work": 3}, {"work": 0.2})})
-        >>> lin.weights(), lin.center("*"), lin.base("*", "work", 0.2, lin.weights())
-        ({'work': [0.4]}, [0.5], 0.2)
+        >>> lin.restore({"work": [0.4]}, {"*": ({"work": [0.5]}, {"work": 3}, {"work": 0.2})})
+        >>> lin.weights(), lin.center("*"), lin.cell_centers("*")
+        ({'work': [0.4]}, [0.5], {'work': [0.5]})
         """
         f = len(self.features)
-        self.cells, self.sxx, self.sxr = {}, {}, {}
+        self.cells, self.sxx, self.sxr, self._centers = {}, {}, {}, {}
         for a, w in weights.items():
             if len(w) == f:
                 self.sxx[a] = np.zeros((f, f))
                 self.sxr[a] = self.ridge * np.asarray(w, dtype=float)
-        for b, (center, counts, values) in buckets.items():
-            if center is None or len(center) != f:
-                continue
-            self.cells[b] = {a: [n, np.asarray(center, dtype=float), float(values[a])]
-                             for a, n in counts.items() if n > 0 and a in values}
+        for b, (centers, counts, values) in buckets.items():
+            at = centers or {}
+            cells = {a: [n, np.asarray(at[a], dtype=float), float(values[a])]
+                     for a, n in counts.items()
+                     if n > 0 and a in values and len(at.get(a, ())) == f}
+            if cells:
+                self.cells[b] = cells
         self._w = None
 
     def strongest(self, weights: Mapping[str, Sequence[float]]) -> tuple[str, str, float] | None:

@@ -95,7 +95,7 @@ class Versioning(TraitTuning, PriorState):
         if lin is not None:  # slopes and centres come back; a changed feature list: none
             same = old.linear is not None and tuple(old.linear.features) == lin.features
             lin.restore(old.linear.weights if same and old.linear is not None else {},
-                        {b: (bp.center, bp.counts, bp.values) for b, bp in old.buckets.items()}
+                        {b: (bp.centers, bp.counts, bp.values) for b, bp in old.buckets.items()}
                         if same else {})
         self.probe_stats = {}
         self.trait_moves, self.level_stats = {}, None

@@ -106,6 +106,7 @@ def test_document_propensities_are_exact_for_every_context():
     for bucket in ("slot=am", "slot=pm", "slot=never-seen"):
         bp = doc.bucket_policy(bucket)
         assert bp.probs is None and bp.base is not None and bp.center is not None
+        assert bp.centers and set(bp.centers) <= set(ACTIONS)
         greedy = set()
         for energy in (0.0, 0.3, 0.7, 1.0):
             ctx = {"energy": energy}
@@ -160,7 +161,7 @@ def test_state_clones_pickles_and_replays_deterministically():
         assert clone.maybe_publish() == a2.maybe_publish()
 
 
-def test_rollback_brings_back_the_slopes_and_centres():
+def test_rollback_brings_back_the_document():
     _, lrn = play(["energy"], 5, n=100)
     old = lrn.policy_dict()
     for t in range(50):
@@ -173,7 +174,12 @@ def test_rollback_brings_back_the_slopes_and_centres():
     for a, w in old["linear"]["weights"].items():
         assert doc["linear"]["weights"][a] == pytest.approx(w, abs=1e-6)
     for b, bp in old["buckets"].items():
-        assert doc["buckets"][b]["center"] == pytest.approx(bp["center"])
+        new = doc["buckets"][b]
+        assert new["center"] == pytest.approx(bp["center"])
+        assert new["centers"].keys() == bp["centers"].keys()
+        for a, c in bp["centers"].items():
+            assert new["centers"][a] == pytest.approx(c)
+        assert new["base"] == pytest.approx(bp["base"], abs=2e-6)  # values were rounded
 
 
 def test_a_spec_without_features_drops_them_and_a_new_list_starts_over():
