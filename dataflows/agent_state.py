@@ -46,7 +46,7 @@ from typing import Any
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, JoinConfig, Meta, derived_str
 from dataflows.learner import make_learner
-from dataflows.projections import Projections
+from dataflows.projections import Projections, iso
 from schemas.events import (
     EVENT_ADAPTER,
     AgentUpserted,
@@ -348,7 +348,7 @@ class AgentState:
         self.clock = close_ts if self.clock is None else max(self.clock, close_ts)
         self.counts["rewards"] += 1
         probe = rec[_PROBE]
-        close_iso = datetime.fromtimestamp(close_ts, UTC).isoformat()
+        close_iso = iso(close_ts)  # memoized: the snapshots format it again
         out.rewards.append({
             "event_id": derived_str("reward", did), "tenant": self.tenant,
             "ts": close_iso, "schema_version": 1,

@@ -36,6 +36,7 @@ from dataflows import metrics as _m
 from dataflows.agent_state import AgentState
 from dataflows.join_types import Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
+from dataflows.projections import iso
 from dataflows.ticks import Tick, TickClock
 from schemas.events import DeadLetter, derived_id, dump_event
 
@@ -68,8 +69,7 @@ def snapshot_item(state: AgentState, policies: list[tuple[dict[str, Any], bytes]
         "agent_id": state.agent_id, "tenant": state.tenant, "seq": state.seq,
         "interactions": docs["interactions"], "mean_reward": docs["mean_reward"],
         "last_reward_at": docs["last_reward_at"],
-        "watermark": datetime.fromtimestamp(state.wm, UTC).isoformat()
-        if state.wm > -1e18 else None,
+        "watermark": iso(state.wm) if state.wm > -1e18 else None,
         "policy_version": state.learner.version,
         "counts": dict(state.counts), "open_decisions": len(state.open),
         "buffered": len(state.buffer),

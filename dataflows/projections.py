@@ -17,7 +17,8 @@ import orjson
 
 from schemas.projections import WINDOWS, window_totals
 
-#: ts -> ISO string of window bounds: every snapshot formats the same few bucket boundaries.
+#: ts -> ISO string of the times snapshots format again and again: window bounds, reward
+#: close times (the summary's and relationships' last), watermarks (shared tick floors).
 _ISO: dict[float, str] = {}
 
 
@@ -25,14 +26,15 @@ def iso(ts: float) -> str:
     """``datetime.fromtimestamp(ts, UTC).isoformat()``, memoized (for values that repeat)."""
     s = _ISO.get(ts)
     if s is None:
-        if len(_ISO) >= 200_000:
+        if len(_ISO) >= 50_000:  # (a few MB; most entries are read within seconds)
             _ISO.clear()
         s = _ISO[ts] = datetime.fromtimestamp(ts, UTC).isoformat()
     return s
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+    """:func:`iso` of a reward's close time (a snapshot formats it again and again), or None."""
+    return iso(ts) if ts is not None else None
 
 
 class Projections:
