@@ -135,36 +135,57 @@ class AgentState:
 
     def _watermark(self, now: float, input_last: float, floor: float = NEG_INF) -> float:
         wm = self.wm if self.wm > floor else floor
-        if "d" in self.max_ts and "s" in self.max_ts:
-            wm = max(wm, min(self.max_ts["d"], self.max_ts["s"]) - self.cfg.lateness)
-        top = self.max_ts_any
-        if self.cfg.idle is not None and top is not None:
-            idle_for = now - max(self.last_arrival, input_last)
-            if idle_for >= self.cfg.idle:
-                wm = max(wm, top + (idle_for - self.cfg.idle))
+        mt = self.max_ts
+        if not mt:
+            return wm
+        if len(mt) == 2:  # both streams ("d", "s") seen
+            d, s = mt["d"], mt["s"]
+            low = (d if d < s else s) - self.cfg.lateness
+            if low > wm:
+                wm = low
+        idle = self.cfg.idle
+        if idle is not None:
+            last = self.last_arrival
+            idle_for = now - (last if last >= input_last else input_last)
+            if idle_for >= idle:
+                top = max(mt.values()) + (idle_for - idle)
+                if top > wm:
+                    wm = top
         return wm
 
-    def notify_at(self, input_last: float = 0.0) -> float | None:
+    def notify_at(self, input_last: float = 0.0, due: float | None = None) -> float | None:
         """Wall time at which the idle fallback would next release or close something,
-        if no input arrives before then (``input_last``: newest input of the process)."""
-        top = self.max_ts_any
-        if self.cfg.idle is None or top is None:
+        if no input arrives before then (``input_last``: newest input of the process;
+        ``due``: :meth:`next_due`, when the caller has it)."""
+        if self.cfg.idle is None or not self.max_ts:
             return None
-        due = self.next_due()
         if due is None:
-            return None
+            due = self.next_due()
+            if due is None:
+                return None
+        top = max(self.max_ts.values())
         return max(self.last_arrival, input_last) + self.cfg.idle + max(0.0, due - top)
 
     def _next_deadline(self) -> float:
         """Event time of the next open decision's window end (closed ones pruned lazily)."""
-        while self.deadlines and self.deadlines[0][1] not in self.open:
-            heapq.heappop(self.deadlines)
-        return self.deadlines[0][0] if self.deadlines else math.inf
+        dls, open_ = self.deadlines, self.open
+        while dls and dls[0][1] not in open_:
+            heapq.heappop(dls)
+        return dls[0][0] if dls else math.inf
 
     def next_due(self) -> float | None:
         """Event time of the next thing a watermark would release, close or publish."""
-        due = min(self.buffer[0][0] if self.buffer else math.inf, self._next_deadline(),
-                  self.publish_at if self.publish_at is not None else math.inf)
+        due = self.buffer[0][0] if self.buffer else math.inf
+        dls = self.deadlines
+        if dls:
+            open_ = self.open
+            while dls and dls[0][1] not in open_:
+                heapq.heappop(dls)
+            if dls and dls[0][0] < due:
+                due = dls[0][0]
+        pub = self.publish_at
+        if pub is not None and pub < due:
+            due = pub
         return None if due == math.inf else due
 
     # -- input ----------------------------------------------------------------------------
@@ -229,23 +250,30 @@ class AgentState:
     def _release(self, wm: float, out: Emitted | None = None) -> Emitted:
         if out is None:
             out = Emitted()
-        if wm <= self.wm and not (self.buffer and self.buffer[0][0] <= wm):
-            return out
-        self.wm = max(self.wm, wm)
-        while True:
-            nxt_ev = self.buffer[0][0] if self.buffer else math.inf
-            nxt_dl = self._next_deadline()
+        buf, dls, open_ = self.buffer, self.deadlines, self.open
+        if wm <= self.wm:
+            if not (buf and buf[0][0] <= wm):
+                return out
+            wm = self.wm
+        else:
+            self.wm = wm
+        inf, pop = math.inf, heapq.heappop
+        while True:  # (the watermark wm does not move in here)
+            nxt_ev = buf[0][0] if buf else inf
+            while dls and dls[0][1] not in open_:  # closed decisions, pruned lazily
+                pop(dls)
+            nxt_dl = dls[0][0] if dls else inf
             nxt_pub = self.publish_at
             if nxt_pub is not None and nxt_pub < nxt_ev and nxt_pub < nxt_dl \
-                    and nxt_pub <= self.wm:  # after whatever closes or arrives before it
+                    and nxt_pub <= wm:  # after whatever closes or arrives before it
                 self.seq += 1
                 self._publish(nxt_pub, out, deferred=True)
-            elif nxt_dl <= nxt_ev and nxt_dl <= self.wm:
-                _, did = heapq.heappop(self.deadlines)
+            elif nxt_dl <= nxt_ev and nxt_dl <= wm:
+                _, did = pop(dls)
                 self.seq += 1
                 self._close(did, nxt_dl, "timeout", out)
-            elif nxt_ev <= self.wm:
-                ts, _, _, ev, meta, _ = heapq.heappop(self.buffer)
+            elif nxt_ev <= wm:
+                ts, _, _, ev, meta, _ = pop(buf)
                 self.seq += 1
                 self.clock = ts if self.clock is None else max(self.clock, ts)
                 self._apply(ev, ts, meta, out)

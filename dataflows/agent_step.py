@@ -227,10 +227,11 @@ class AgentLogic:
         self.dirty_full = True
         return self._emit(out, now, force=True)
 
-    def notify_at(self, input_last: float) -> float | None:
+    def notify_at(self, input_last: float, due: float | None = None) -> float | None:
+        """Wall time of this agent's next wake-up (``due``: its state's next_due, if known)."""
         if self.state is None:
             return None
-        at = self.state.notify_at(input_last)
+        at = self.state.notify_at(input_last, due)
         if self.pending:
             trailing = self.last_emit + self.SNAPSHOT_EVERY
             at = trailing if at is None or trailing < at else at
@@ -365,12 +366,12 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
         last = _input_last(self.clock())
         for name in self.touched:
             a = agents[name]
-            at = a.notify_at(last)
+            nxt = a.state.next_due() if a.state is not None else None
+            at = a.notify_at(last, nxt)
             if at is None:
                 due.pop(name, None)
             else:
                 due[name] = at
-            nxt = a.state.next_due() if a.state is not None else None
             if nxt is None:
                 waiting.pop(name, None)
             else:
