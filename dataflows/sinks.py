@@ -174,16 +174,27 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
         ttl = _bulk(b"%d" % self._ttl)
         keep = _bulk(b"%d" % self._keep)
         none = _bulk(b"")
+        # a light snapshot (no windows, history, policy or relationship): one format
+        light = (b"*20\r\n$7\r\nEVALSHA\r\n" + sha + _bulk(b"7") + b"%b$%d\r\n%b\r\n" + ttl
+                 + b"$%d\r\n%b\r\n" + none * 5 + _bulk(b"0") + keep)
         out: list[bytes] = []
         n = 0
         for name, snap in merge_snapshots(items).items():
             tenant, agent = snap["tenant"], snap["agent_id"]
             rels = snap["relationships"]
-            users = sorted(rels)
-            versions = sorted(snap["policy_versions"].items())
             win = snap["windows"]
             hist = snap["history"]
             policy = snap["policy"]
+            seq = b"%d" % snap["seq"]
+            summary = _dumps(snap["summary"])
+            n += 1
+            if not rels and win is None and hist is None and policy is None \
+                    and not snap["policy_versions"]:
+                out.append(light % (self._fixed_keys(tenant, agent, name), len(seq), seq,
+                                    len(summary), summary))
+                continue
+            users = sorted(rels)
+            versions = sorted(snap["policy_versions"].items())
             # EVALSHA sha numkeys keys... seq ttl summary 1h 24h 7d hist policy n (v doc)*n
             # keep rel...
             n_keys = 7 + len(users)
@@ -191,7 +202,7 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
                                                    + len(users)),
                     sha, _bulk(b"%d" % n_keys), self._fixed_keys(tenant, agent, name)]
             out += [_bulk(k.relationship(tenant, agent, u).encode()) for u in users]
-            out += [_bulk(b"%d" % snap["seq"]), ttl, _bulk(_dumps(snap["summary"])),
+            out += [_bulk(seq), ttl, _bulk(summary),
                     _bulk(_dumps(win["1h"])) if win else none,
                     _bulk(_dumps(win["24h"])) if win else none,
                     _bulk(_dumps(win["7d"])) if win else none,
@@ -202,7 +213,6 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
                 out += [_bulk(b"%d" % v), _bulk(doc)]
             out.append(keep)
             out += [_bulk(_dumps(rels[u])) for u in users]
-            n += 1
         self._pipeline(b"".join(out), n)
         _m.flush()
         flow_metrics().redis_seconds.observe(time.perf_counter() - t0)
