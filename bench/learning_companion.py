@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -113,6 +114,24 @@ class RewardflowCompanion(CompanionPolicy):
 
     def traits_now(self, agent_id: str) -> dict[str, float]:
         return {**self.specs[agent_id].traits, **self.docs[agent_id].traits}
+
+
+class LaggedCompanion(RewardflowCompanion):
+    """:class:`RewardflowCompanion` whose rewards arrive ``lag`` decisions late, as they do
+    in production (reward windows, many users of one agent at once): decisions keep being
+    made from the policy of ``lag`` rewards ago, probes included."""
+
+    def __init__(self, algorithm: str = "epsilon_greedy", lag: int = 0) -> None:
+        super().__init__(algorithm)
+        self.lag = lag
+        self.name = f"{self.name}-lag{lag}"
+        self.queues: dict[str, deque[tuple[Any, float, float]]] = {}
+
+    def learn(self, agent_id: str, token: Any, reward: float, ts: float) -> None:
+        q = self.queues.setdefault(agent_id, deque())
+        q.append((token, reward, ts))
+        while len(q) > self.lag:
+            super().learn(agent_id, *q.popleft())
 
 
 class VWCompanion(CompanionPolicy):

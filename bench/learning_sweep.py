@@ -8,7 +8,8 @@
     algorithm, arm, seed and archetype: week-4 acceptance / oracle and the median
     interactions to 80% of the oracle (:mod:`simulator.metrics`).
 
-``python -m bench.learning_sweep companion [--seeds 0 1 2 3 4 5 --people 10 --interactions 1500]``
+``python -m bench.learning_sweep companion [--seeds 0 1 2 3 4 5 --people 10 --interactions 1500
+--lag N]``
     rewardflow's trait tuning only: per seed, how many people end closer to their hidden
     taste over the rooms they are met in (:func:`simulator.companion.room_trait_distance`)
     than they started, the same against the DM taste, the mean distances start -> end, bound
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.learning import rewardflow_backend, train_prior
-from bench.learning_companion import RewardflowCompanion, run_companion
+from bench.learning_companion import LaggedCompanion, RewardflowCompanion, run_companion
 from simulator import companion as comp
 from simulator.life import NUMERIC_FEATURES, SLOTS_PER_WEEK, make_people
 from simulator.metrics import interactions_to_target
@@ -89,8 +90,9 @@ def sweep_life(seeds: Sequence[int], algorithms: Sequence[str], per_archetype: i
 
 
 def sweep_companion(seeds: Sequence[int], people: int, interactions: int,
-                    algorithm: str) -> dict[int, Any]:
-    """Per seed: people ending closer to their taste over the rooms they are met in.
+                    algorithm: str, lag: int = 0) -> dict[int, Any]:
+    """Per seed: people ending closer to their taste over the rooms they are met in
+    (``lag``: every reward arrives that many decisions late, :class:`LaggedCompanion`).
 
     "Closer" is :func:`simulator.companion.room_trait_distance` (the expected distance to
     the person's room-shifted taste over the world's room distribution) at the end below its
@@ -101,8 +103,8 @@ def sweep_companion(seeds: Sequence[int], people: int, interactions: int,
     misses: list[str] = []
     for seed in seeds:
         ppl = comp.make_companion_people(people, seed=seed)
-        res = run_companion(ppl, RewardflowCompanion(algorithm), interactions, seed,
-                            block=interactions // 10)
+        pol = LaggedCompanion(algorithm, lag) if lag else RewardflowCompanion(algorithm)
+        res = run_companion(ppl, pol, interactions, seed, block=interactions // 10)
         closer = round(res["people_closer_at_end"] * people)
         dm_closer = round(res["dm_people_closer_at_end"] * people)
         closer_total += closer
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--train-weeks", type=int, default=4)
     ap.add_argument("--people", type=int, default=10)
     ap.add_argument("--interactions", type=int, default=1500)
+    ap.add_argument("--lag", type=int, default=0,
+                    help="companion: rewards arrive this many decisions late")
     ap.add_argument("--linear", action="store_true",
                     help="life: also epsilon-greedy with linear scoring over the meters")
     args = ap.parse_args(argv)
@@ -148,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sweep_life(args.seeds, args.algorithms, args.people_per_archetype, args.weeks,
                    args.train_per_archetype, args.train_weeks, args.linear)
     else:
-        sweep_companion(args.seeds, args.people, args.interactions, args.algorithms[0])
+        sweep_companion(args.seeds, args.people, args.interactions, args.algorithms[0],
+                        args.lag)
 
 
 if __name__ == "__main__":

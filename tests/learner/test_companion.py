@@ -11,6 +11,7 @@ import random
 import pytest
 
 from bench.learning import RewardflowCompanion, companion_reward, companion_spec, run_companion
+from bench.learning_companion import LaggedCompanion
 from dataflows.reward_model import load_reward_model
 from schemas.agent import AgentSpec
 from simulator import companion as comp
@@ -66,3 +67,16 @@ def test_run_companion_reports_the_room_aware_distance_and_the_dm_one():
     assert res["people_closer_at_end"] == pytest.approx(sum(r[2] < r[1] for r in rows) / 3)
     assert res["dm_people_closer_at_end"] == pytest.approx(sum(r[4] < r[3] for r in rows) / 3)
     assert len(res["trait_distance_curve"]) == 2 + 60 // 20  # start, t=0, each block end
+
+
+def test_lagged_companion_learns_each_reward_lag_decisions_late():
+    pol = LaggedCompanion("epsilon_greedy", lag=3)
+    spec = AgentSpec.model_validate(companion_spec())
+    pol.register("a", spec)
+    rng = random.Random(0)
+    ctx = {"room": "dm", "room_size": 1}
+    for t in range(5):
+        _, _, token = pol.decide("a", ctx, rng)
+        pol.learn("a", token, 1.0, float(t))
+        assert pol.learners["a"].total_rewards == max(0, t + 1 - 3)
+    assert pol.name == "rewardflow-epsilon_greedy-lag3"
