@@ -43,6 +43,9 @@ demo: $(STAMP) ## Drive the `make run` stack with simulated people; prints accep
 population-demo: $(STAMP) ## Against `make run`: a trained population's prior vs none for new people
 	$(BIN)/python -m simulator.population_demo --base-url http://127.0.0.1:8000 --algorithm ucb
 
+companion-demo: $(STAMP) ## Against `make run`: trait tuning for simulated companion-world people over HTTP
+	$(BIN)/python -m simulator.companion_demo --base-url http://127.0.0.1:8000
+
 replay: $(STAMP) ## Replay a JSONL log of events through Kafka into the flow: make replay LOG=file.jsonl
 	$(BIN)/python -m stack.replay $(LOG)
 
@@ -70,4 +73,4 @@ down: ## docker compose down
 clean: ## Remove var/ (local Redis AOF, recovery store) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install tools dashboard replay run test lint schemas demo population-demo bench bench-pipeline bench-state bench-gateway bench-learning up down clean
+.PHONY: help install tools dashboard replay run test lint schemas demo population-demo companion-demo bench bench-pipeline bench-state bench-gateway bench-learning up down clean
