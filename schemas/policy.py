@@ -158,8 +158,8 @@ class PolicyDocument(BaseModel):
         if lin is not None and bp.base is not None:
             may = self.explore and explore
             scores = lin.scores(context or {}, bp.base, bp.centers, bp.center, actions)
-            return epsilon_greedy(scores,
-                                  bp.epsilon if may else 0.0, first_only=not may)
+            probs = epsilon_greedy(scores, bp.epsilon if may else 0.0, first_only=not may)
+            return {a: round(p, 12) for a, p in probs.items()}  # 0.965517, not ...0001
         if self.explore and explore:
             pp = bp.probs
             if pp:
