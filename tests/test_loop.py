@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from gateway.client import RewardflowError
+from simulator import companion_demo
 from simulator.life import make_people
 from simulator.runner import HttpBackend, run_life
 from stack.ports import free_port
@@ -108,3 +109,23 @@ def test_linear_scoring_over_http_learns_slopes_and_logs_exact_propensities(stac
     for d in made:  # every decision logs the context it was scored on and its propensity
         ev = logged[d["decision_id"]]
         assert ev["propensity"] == d["propensity"] and "energy" in ev["context"]
+
+
+def test_companion_people_over_http_move_traits_inside_their_bounds(stack, tmp_path):
+    """simulator.companion_demo against the stack: trait tuning through gateway and flow."""
+    _, client = stack
+    # 4 people x 800 messages: every one of 5 runs moved 7-16 traits (3 x 300: 2 of 5 none)
+    res = companion_demo.run(client, people=4, interactions=800, seed=0, block=100,
+                             run_id="t")
+    assert res["settled"], "every message's reward reached the policy"
+    assert res["violations"] == 0
+    rows = res["people"]
+    assert [r["policy_version"] for r in rows] == [800] * 4  # one version per reward
+    lo, hi = companion_demo.BOUNDS
+    moved = [t for r in rows for t, v in r["traits"].items() if v != 0.5]
+    assert moved, "800 messages each moved no trait of anyone"
+    for r in rows:
+        assert all(lo <= v <= hi for v in r["traits"].values())
+        assert len(r["curve"]) == 1 + 800 // 100 + 1
+    companion_demo.plot(rows, 100, 800, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 10_000
