@@ -42,6 +42,16 @@ class BucketPolicy(BaseModel):
     center: list[float] | None = None
 
 
+def feature_number(value: object) -> float | None:
+    """A context value as a linear-scoring feature: an int or float as a float, anything
+    else (a missing value, text, a bool) ``None``.
+
+    >>> feature_number(3), feature_number(0.5), feature_number("high"), feature_number(True)
+    (3.0, 0.5, None, None)
+    """
+    return float(value) if value.__class__ in (int, float) else None  # type: ignore[arg-type]
+
+
 class LinearScoring(BaseModel):
     """Linear contextual scoring over numeric context features.
 
@@ -68,8 +78,7 @@ class LinearScoring(BaseModel):
                centers: Mapping[str, Sequence[float]] | None, center: Sequence[float] | None,
                actions: Sequence[str]) -> dict[str, float]:
         """Each action's score for ``context`` (see the class docstring)."""
-        x = [float(v) if (v := context.get(f)).__class__ in (int, float) else None  # type: ignore[arg-type]
-             for f in self.features]
+        x = [feature_number(context.get(f)) for f in self.features]
         centers = centers or {}
         out = {}
         for a in actions:

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.policy import feature_number
+
 #: Ridge penalty (squared feature units; a feature spread evenly over [0, 1] adds 1/12 per
 #: reward, so 5 weighs like about 60 rewards of evidence against a slope). Measured with
 #: epsilon-greedy, 3 seeds x 15 people of the life world, week 4 / oracle with the meter
@@ -98,8 +100,8 @@ class LinearStats:
         """
         out = []
         for f in self.features:
-            v = context.get(f)
-            out.append(float(v) if v.__class__ in (int, float) else math.nan)  # type: ignore[arg-type]
+            v = feature_number(context.get(f))
+            out.append(math.nan if v is None else v)
         return tuple(out)
 
     def observe(self, bucket: str, action: str, x: Sequence[float], reward: float,

@@ -21,6 +21,7 @@ from gateway.deps import AGENT_ID_PATTERN, principal_for
 from gateway.models import DecideRequest, DecideResponse, JSONBytes
 from gateway.plan import uuid4_str
 from gateway.state import AppState
+from schemas.policy import feature_number
 
 router = APIRouter(prefix="/v1/agents", tags=["decisions"])
 _AGENT_ID = re.compile(AGENT_ID_PATTERN)
@@ -80,7 +81,7 @@ async def run_decide(state: AppState, agent_id: str, api_key: str | None,
         raise HTTPException(404, f"unknown agent {agent_id!r}")
     for f in plan.spec.features:  # linear scoring reads these as numbers
         v = body.context.get(f)
-        if v is not None and v.__class__ not in (int, float):
+        if v is not None and feature_number(v) is None:
             raise RequestValidationError([{
                 "type": "float_type", "loc": ("body", "context", f), "input": v,
                 "msg": f"context.{f} is a feature of this agent's linear scoring: a number"}])
