@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -51,19 +58,11 @@ class AgentSpec(BaseModel):
     #: action's value in a bucket then moves with these features. Empty: a value table.
     features: Annotated[list[Name], Field(max_length=16)] = Field(default_factory=list)
 
-    @field_validator("actions")
+    @field_validator("actions", "features")
     @classmethod
-    def _unique_actions(cls, v: list[str]) -> list[str]:
+    def _unique(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if len(set(v)) != len(v):
-            msg = "actions must be unique"
-            raise ValueError(msg)
-        return v
-
-    @field_validator("features")
-    @classmethod
-    def _unique_features(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            msg = "features must be unique"
+            msg = f"{info.field_name} must be unique"
             raise ValueError(msg)
         return v
 
