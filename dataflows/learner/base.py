@@ -24,7 +24,8 @@ What the base class does for every algorithm:
   probes widen.
 * **Linear scoring** (:mod:`dataflows.learner.linear`), for an agent that declares numeric
   ``features``: per-action slopes on them, fitted within buckets; buckets then publish
-  ``base`` and ``center`` for the gateway's per-context scores instead of ``probs``.
+  ``base``, ``centers`` and ``center`` for the gateway's per-context scores instead of
+  ``probs``.
 * **Safety.** Every published document is passed through the agent's trait bounds, the
   tenant/template rules (:class:`schemas.policy.SafetyRules`, data loaded by
   :mod:`dataflows.learner.safety`), the maximum step, and the exploration switches; whatever
@@ -372,6 +373,7 @@ class PolicyLearner(Versioning, ABC):  # noqa: B024 - subclasses pick the hooks 
     def policy(self) -> PolicyDocument:
         """The current policy document (the published version), validated."""
         return PolicyDocument.model_validate(self.policy_dict())
+
     def policy_dict(self, stats_: Stats | None = None) -> dict[str, Any]:
         """The current policy document as JSON-able data, in :class:`PolicyDocument` form."""
         return build_document(self, stats_)

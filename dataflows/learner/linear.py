@@ -156,12 +156,12 @@ class LinearStats:
         if bucket in self._centers:
             return self._centers[bucket]
         arms = self.cells.get(bucket)
-        c = None
+        center = None
         if arms:
-            n = np.array([c[0] for c in arms.values()], dtype=float)
-            c = n @ np.stack([c[1] for c in arms.values()]) / n.sum()
-        self._centers[bucket] = c
-        return c
+            n = np.array([cell[0] for cell in arms.values()], dtype=float)
+            center = n @ np.stack([cell[1] for cell in arms.values()]) / n.sum()
+        self._centers[bucket] = center
+        return center
 
     def center(self, bucket: str) -> list[float] | None:
         """The mean feature vector of the bucket's rewarded decisions (``None`` if none)."""
