@@ -92,9 +92,9 @@ class _FeatureBackend(InProcessBackend):
     context's features (:func:`simulator.life.numeric_context`), rewards carry them."""
 
     def __init__(self, *args: Any, docs: dict[str, PolicyDocument],
-                 learners: dict[str, PolicyLearner], timer: Timer, **kwargs: Any) -> None:
+                 learners: dict[str, PolicyLearner], learn: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.docs, self.learners, self.timer = docs, learners, timer
+        self.docs, self.learners, self.learn = docs, learners, learn
         self.features: dict[str, tuple[float, ...] | None] = {}
 
     def decide(self, agent_id: str, user_id: str, context: Mapping[str, str], ts: datetime,
@@ -111,15 +111,8 @@ class _FeatureBackend(InProcessBackend):
 
     def feedback(self, agent_id: str, user_id: str, decision: Decision, kind: str,
                  value: float, ts: datetime) -> None:
-        lrn = self.learners[agent_id]
-        t0 = time.perf_counter()
-        lrn.update(decision.bucket, decision.action, value, ts.timestamp(),
-                   features=self.features.pop(decision.decision_id))
-        raw = lrn.maybe_publish()
-        self.timer.seconds += time.perf_counter() - t0
-        self.timer.calls += 1
-        if raw is not None:
-            self.docs[agent_id] = PolicyDocument.model_validate(raw)
+        self.learn(agent_id, decision.bucket, decision.action, value, ts.timestamp(),
+                   self.features.pop(decision.decision_id))
 
 
 def rewardflow_backend(
@@ -142,10 +135,11 @@ def rewardflow_backend(
                   rng: random.Random) -> tuple[str, float, bool]:
         return docs[agent_id].choose(bucket, actions, rng)
 
-    def update_fn(agent_id: str, bucket: str, action: str, reward: float, ts: float) -> None:
+    def update_fn(agent_id: str, bucket: str, action: str, reward: float, ts: float,
+                  feats: tuple[float, ...] | None = None) -> None:
         lrn = learners[agent_id]
         t0 = time.perf_counter()
-        lrn.update(bucket, action, reward, ts)
+        lrn.update(bucket, action, reward, ts, features=feats)
         raw = lrn.maybe_publish()
         timer.seconds += time.perf_counter() - t0
         timer.calls += 1
@@ -154,10 +148,9 @@ def rewardflow_backend(
 
     name = (f"rewardflow-{algorithm}" + ("+linear" if features else "")
             + ("+prior" if prior is not None else ""))
-    if features:
-        return _FeatureBackend(policy_fn, seed=seed, name=name, on_register=on_register,
-                               docs=docs, learners=learners, timer=timer)
-    be = InProcessBackend(policy_fn, update_fn, seed=seed, name=name, on_register=on_register)
+    be = (_FeatureBackend(policy_fn, seed=seed, name=name, on_register=on_register, docs=docs,
+                          learners=learners, learn=update_fn) if features else
+          InProcessBackend(policy_fn, update_fn, seed=seed, name=name, on_register=on_register))
     be.timer = timer  # type: ignore[attr-defined]
     return be
 
