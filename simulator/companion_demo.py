@@ -53,6 +53,16 @@ def agent_spec() -> dict[str, Any]:
     return spec
 
 
+def outside_bounds(traits: dict[str, float]) -> list[str]:
+    """``trait=value`` for every trait outside :data:`BOUNDS`.
+
+    >>> outside_bounds({"humor": 0.97, "empathy": 0.5})
+    ['humor=0.97']
+    """
+    lo, hi = BOUNDS
+    return [f"{t}={v}" for t, v in traits.items() if not lo - 1e-9 <= v <= hi + 1e-9]
+
+
 def base_traits(body: dict[str, Any]) -> dict[str, float]:
     """The policy's traits behind a decision: what was sent, without its probe.
 
@@ -83,9 +93,7 @@ class Player:
         ctx = self.world.context()
         body = self.client.decide(self.agent_id, self.person.person_id, ctx)
         sent = body["traits"]
-        lo, hi = BOUNDS
-        self.violations += [f"message {t}: {k}={v}" for k, v in sent.items()
-                            if not lo - 1e-9 <= v <= hi + 1e-9]
+        self.violations += [f"message {t}: {v}" for v in outside_bounds(sent)]
         out = self.world.respond(sent, ctx, decision_id=body["decision_id"],
                                  agent_id=self.agent_id)
         if out["signals"]:
@@ -116,8 +124,7 @@ def report(runs: list[Player], policies: dict[str, dict[str, Any]]) -> dict[str,
         pol = policies[r.agent_id]
         end = {**r.start, **pol["traits"]}
         d0, d1 = r.world.trait_distance(r.start), r.world.trait_distance(end)
-        out_of_bounds = [f"policy {t}={v}" for t, v in pol["traits"].items()
-                         if not BOUNDS[0] - 1e-9 <= v <= BOUNDS[1] + 1e-9]
+        out_of_bounds = [f"policy {v}" for v in outside_bounds(pol["traits"])]
         rows.append({"agent_id": r.agent_id, "start": d0, "end": d1, "closer": d1 < d0,
                      "traits": end, "taste": dict(r.person.taste),
                      "violations": r.violations + out_of_bounds,
@@ -160,8 +167,7 @@ def run(client: Any, people: int, interactions: int, seed: int, block: int,
     for agent_id in ids:
         client.upsert_agent(agent_id, agent_spec())
     players = [Player(client, a, p, seed) for a, p in zip(ids, crowd, strict=True)]
-    # Rounds: everyone's message t shares one event time, as live traffic shares the clock
-    # (an event far behind others of its Kafka partition would be late, by design).
+    # Rounds keep the people in step (each curve point is the same message count for all).
     with ThreadPoolExecutor(max_workers=len(players)) as pool:
         for t in range(interactions):
             list(pool.map(lambda p: p.message(t), players))  # noqa: B023 - consumed here
@@ -209,9 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot(res["people"], args.block, args.interactions, out / "companion_traits.png")
     (out / "companion_demo.json").write_text(json.dumps(
-        {k: v for k, v in res.items() if k != "people"}
-        | {"people": [{k: v for k, v in r.items()} for r in res["people"]],
-           "seconds": round(seconds, 1)}, indent=1, default=str))
+        res | {"seconds": round(seconds, 1)}, indent=1, default=str))
     n = len(res["people"])
     print(f"\n{res['closer']}/{n} people closer to their taste, {res['violations']} trait values "
           f"out of bounds, {args.people * args.interactions} messages in {seconds:.0f} s"
