@@ -16,7 +16,8 @@ b. **end to end**: the dataflow (``python -m dataflows.run``, recovery on) is st
    (``/proc/stat``: on a shared machine the difference is other work);
 c. **freshness under live load**: with the flow running, a separate process produces fresh
    events (event time = send time) at a fixed rate (default 20k/s for 15 s; producer
-   ``linger.ms`` 5) and, every 50 ms, a probe pair (``DecisionMade`` + explicit
+   ``linger.ms`` 20 as the gateway's own producer batches, ``--linger-ms``) and, every
+   50 ms, a probe pair (``DecisionMade`` + explicit
    ``FeedbackGiven``) for one of 10 probe agents. Freshness = Redis showing the probe
    agent's new interaction (polled every 10 ms) minus the wall time the feedback was handed
    to the producer. By design it includes the watermark wait: explicit feedback is applied
@@ -51,7 +52,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline_load import _live_load, mixed_events, produce_all, raw_consume, stamped
+from bench.pipeline_load import (
+    LIVE_LINGER_MS,
+    _live_load,
+    mixed_events,
+    produce_all,
+    raw_consume,
+    stamped,
+)
 from bench.pipeline_parts import (
     Flow,
     ProbeWatcher,
@@ -180,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             parent, child = ctx.Pipe(duplex=False)
             loader = ctx.Process(target=_live_load, daemon=True, args=(
                 broker.bootstrap, topics, args.rate, args.live_seconds, args.agents,
-                args.probe_ms / 1000, 11, ready, go, child))
+                args.probe_ms / 1000, 11, ready, go, child, args.linger_ms))
             loader.start()
             if not ready.wait(120):
                 msg = "load generator did not get ready"
@@ -218,12 +226,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             watcher.stop_event.set()
             probe_docs = [d for d in watcher.summ.docs() if d]
             fresh, missing = [], 0
+            series: list[tuple[float, float]] = []  # (sent after the load began, freshness)
             for a, n, t_send in live["probes"]:
                 t_seen = watcher.seen[a].get(n)
                 if t_seen is None:
                     missing += 1
                 else:
                     fresh.append(t_seen - t_send)
+                    series.append((round(t_send - live["t0"], 3), round(t_seen - t_send, 4)))
             dur = live["t1"] - live["t0"]
             span_s = (drained or time.time()) - live["t0"]
             result["freshness"] = {
@@ -245,6 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                               "load generator": round(live["cpu_seconds"] / span_s, 2),
                               "bench (polling Redis)": round((own1 - own0) / span_s, 2),
                               "whole machine": round((busy1 - busy0) / span_s, 2)},
+                "series": series,
                 "note": "includes the watermark wait by design: explicit feedback applies once "
                         "the agent's watermark passes it (allowed lateness / idle fallback "
                         f"{s.allowed_lateness_seconds}/{s.idle_watermark_seconds} s)",
@@ -278,7 +289,7 @@ def _label(args: argparse.Namespace) -> str:
     mode = " cluster" if args.cluster and args.flow_procs > 1 else ""
     return (f"procs={args.flow_procs}{mode} batch={args.batch_size} "
             f"policy_every={args.policy_every} policy_interval={args.policy_interval:g}s "
-            f"snapshot={args.snapshot}s{gc}")
+            f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}")
 
 
 def _start_pyspy(out: str, pids: list[int]) -> list[subprocess.Popen[bytes]]:
@@ -355,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20_000.0, help="live load events/s (c)")
     p.add_argument("--live-seconds", type=float, default=15.0, help="0 skips (c)")
     p.add_argument("--probe-ms", type=float, default=50.0)
+    p.add_argument("--linger-ms", type=int, default=LIVE_LINGER_MS,
+                   help="linger.ms of the live load's producer (default: the gateway's)")
     from schemas.settings import Settings
 
     p.add_argument("--batch-size", type=int,

@@ -68,8 +68,10 @@ class Settings(BaseSettings):
     #: an agent publishes at most one policy version per this many seconds of event time;
     #: rewards that close sooner are folded into the version published when the interval
     #: ends (0: a version may follow every reward). For agents with several rewards a
-    #: second: the policy path (document, Kafka message, Redis history) is then paid once.
-    policy_min_interval_seconds: float = Field(default=0.0, ge=0)
+    #: second the policy path (document, Kafka message, Redis history) is then paid once a
+    #: second: at 20k events/s live over 1,000 agents (``make bench-pipeline``, 2 processes,
+    #: 2026-12-04) p99 freshness 0.70 s with 1 s against 0.84-1.36 s with 0.
+    policy_min_interval_seconds: float = Field(default=1.0, ge=0)
 
     # Dataflow runtime.
     recovery_dir: str = "var/recovery"

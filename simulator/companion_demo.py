@@ -129,6 +129,7 @@ def report(runs: list[Player], policies: dict[str, dict[str, Any]]) -> dict[str,
                      "traits": end, "taste": dict(r.person.taste),
                      "violations": r.violations + out_of_bounds,
                      "policy_version": pol["version"], "explanation": pol["explanation"],
+                     "rewards": int(pol.get("evidence", {}).get("rewards", 0)),
                      "curve": r.curve + [d1]})
     closer = sum(row["closer"] for row in rows)
     violations = sum(len(row["violations"]) for row in rows)
