@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from gateway.producer import LINGER_MS as GATEWAY_LINGER_MS
+
 ACTIONS = ["reply", "ask_question", "share_fact", "stay_quiet"]
 FEEDBACK = ["thumbs", "accept", "ignore", "more_like_this", "rating"]
 IMPLICIT = ["reply_latency_ms", "message_length", "sentiment", "reaction", "reinvite"]
@@ -104,12 +106,12 @@ def stamped(events: list[tuple[float, int, bytes, dict[str, Any]]], t0: float
 
 
 # -- Kafka helpers ---------------------------------------------------------------------------
-#: ``linger.ms`` of the live load's producer: what the gateway's producer uses
-#: (``gateway/producer.py``), so the load reaches the broker in the batches rewardflow's own
-#: producer sends. The broker's CPU is per produce request: on 2026-12-04 (2 flow processes,
-#: 20k/s live) 5 ms kept Tansu at 0.40 cores and the machine saturated (p99 3.4 s), 20 ms
-#: at 0.17 cores (p99 0.78 s); the linger is inside the measured freshness either way.
-LIVE_LINGER_MS = 20
+#: ``linger.ms`` of the live load's producer: the gateway's producer's, so the load reaches
+#: the broker in the batches rewardflow's own producer sends. The broker's CPU is per produce
+#: request: on 2026-12-04 (2 flow processes, 20k/s live) 5 ms kept Tansu at 0.40 cores and the
+#: machine saturated (p99 3.4 s), 20 ms at 0.17 cores (p99 0.78 s); the linger is inside the
+#: measured freshness either way.
+LIVE_LINGER_MS = GATEWAY_LINGER_MS
 
 
 def _producer(bootstrap: str, linger_ms: int = 5) -> Any:

@@ -28,6 +28,10 @@ POLL_INTERVAL = 0.05
 PROBE_INTERVAL = 2.0
 
 
+#: librdkafka ``linger.ms`` of the gateway's producer (the bench's live load batches the same).
+LINGER_MS = 20
+
+
 class KafkaUnavailable(RuntimeError):
     """The producer cannot accept messages (queue full or every broker down)."""
 
@@ -38,7 +42,7 @@ class EventProducer:
         self.metrics = metrics
         self.config = {
             "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
+            "linger.ms": LINGER_MS,
             "delivery.report.only.error": True,
             "acks": 1,
             "queue.buffering.max.messages": 200_000,

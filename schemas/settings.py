@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     #: rewards that close sooner are folded into the version published when the interval
     #: ends (0: a version may follow every reward). For agents with several rewards a
     #: second the policy path (document, Kafka message, Redis history) is then paid once a
-    #: second: at 20k events/s live over 1,000 agents (``make bench-pipeline``, 2 processes,
-    #: 2026-12-04) p99 freshness 0.70 s with 1 s against 0.84-1.36 s with 0.
+    #: second: at 20k events/s live over 1,000 agents (``python -m bench.pipeline
+    #: --flow-procs 2``, 2026-12-04) p99 freshness 0.70 s with 1 s against 0.84-1.36 s with 0.
     policy_min_interval_seconds: float = Field(default=1.0, ge=0)
 
     # Dataflow runtime.

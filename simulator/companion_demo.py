@@ -107,12 +107,16 @@ class Player:
         self.last = body
 
 
+def policy_rewards(policy: dict[str, Any]) -> int:
+    """How many rewards a policy document has learned from (its ``evidence``)."""
+    return int(policy.get("evidence", {}).get("rewards", 0))
+
+
 def settle(client: Any, agent_ids: Sequence[str], rewards: int, timeout: float) -> bool:
     """Wait until every agent's policy counts ``rewards`` rewards (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(client.policy(a).get("evidence", {}).get("rewards", 0) >= rewards
-               for a in agent_ids):
+        if all(policy_rewards(client.policy(a)) >= rewards for a in agent_ids):
             return True
         time.sleep(0.2)
     return False
@@ -129,7 +133,7 @@ def report(runs: list[Player], policies: dict[str, dict[str, Any]]) -> dict[str,
                      "traits": end, "taste": dict(r.person.taste),
                      "violations": r.violations + out_of_bounds,
                      "policy_version": pol["version"], "explanation": pol["explanation"],
-                     "rewards": int(pol.get("evidence", {}).get("rewards", 0)),
+                     "rewards": policy_rewards(pol),
                      "curve": r.curve + [d1]})
     closer = sum(row["closer"] for row in rows)
     violations = sum(len(row["violations"]) for row in rows)

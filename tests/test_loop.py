@@ -98,8 +98,8 @@ def test_linear_scoring_over_http_learns_slopes_and_logs_exact_propensities(stac
         made.append(d)
         good = (d["action"] == "joke") == (energy > 0.5)  # joke pays when energy is high
         client.feedback(d["decision_id"], "lin", "u1", "thumbs", 1.0 if good else -1.0)
-    pol = wait_until(lambda: (p := client.policy("lin"))["evidence"].get("rewards", 0) >= 12 and p,
-                     timeout=10.0, interval=0.05)
+    pol = wait_until(lambda: companion_demo.policy_rewards(p := client.policy("lin")) >= 12
+                     and p, timeout=10.0, interval=0.05)
     assert pol["linear"]["features"] == ["energy"] and pol["linear"]["weights"]
     bp = pol["buckets"]["room=dm"]
     assert bp.get("probs") is None and set(bp["base"]) == set(SPEC["actions"])
