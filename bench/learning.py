@@ -11,6 +11,9 @@ Life world (:mod:`simulator.life`, driven by :func:`simulator.runner.run_life`)
     * ``rewardflow-<algo>+prior``: the same, with the template's population prior learned
       (by :class:`dataflows.population.Population`) from a *separate* training population
       (other seeds) of the same archetypes.
+    * ``rewardflow-<algo>+cohort``: the same people starting together without a prior; the
+      population's prior is handed to them while live (:mod:`bench.learning_cohort`, the
+      population process's hand-off rule).
     * ``rewardflow-epsilon_greedy+linear``: epsilon-greedy with linear scoring over the
       meter levels and a weekend flag as numbers (:func:`simulator.life.numeric_context`).
     * ``vw``: one ``vowpalwabbit.Workspace("--cb_explore_adf --epsilon 0.1 -q UA")`` per
@@ -146,12 +149,19 @@ def rewardflow_backend(
         if raw is not None:  # what the gateway does with the JSON it reads from Redis
             docs[agent_id] = PolicyDocument.model_validate(raw)
 
+    def republish(agent_id: str) -> None:
+        """Publish what changed outside a reward (a live prior hand-off) to the gateway."""
+        raw = learners[agent_id].maybe_publish()
+        if raw is not None:
+            docs[agent_id] = PolicyDocument.model_validate(raw)
+
     name = (f"rewardflow-{algorithm}" + ("+linear" if features else "")
             + ("+prior" if prior is not None else ""))
     be = (_FeatureBackend(policy_fn, seed=seed, name=name, on_register=on_register, docs=docs,
                           learners=learners, learn=update_fn) if features else
           InProcessBackend(policy_fn, update_fn, seed=seed, name=name, on_register=on_register))
     be.timer = timer  # type: ignore[attr-defined]
+    be.republish = republish  # type: ignore[attr-defined]
     return be
 
 
@@ -238,6 +248,12 @@ def run_life_world(seeds: Sequence[int], per_archetype: int, weeks: int, algorit
         for be in backends:
             res = run_life(people, be, weeks=weeks, seed=seed, run_id=f"s{seed}", progress=False)
             results.setdefault(be.name, []).append(res)
+        # the same people starting together without a prior, handed the population's while
+        # live (imported here: bench.learning_cohort builds on rewardflow_backend above)
+        from bench.learning_cohort import run_cohort
+
+        cohort, _ = run_cohort(people, seed, prior_algorithm, weeks)
+        results.setdefault(cohort.policy, []).append(cohort)
         vw_t = timers.setdefault("vw", Timer())
         vw_t.seconds += vw.timer.seconds
         vw_t.calls += vw.timer.calls
@@ -319,7 +335,7 @@ def figures(report: dict[str, Any], main_name: str, prior_name: str) -> dict[str
     """The issue's figures, each with the measured value."""
     life = report["life"]["policies"]
     out: dict[str, Any] = {}
-    for name in (main_name, prior_name):
+    for name in (main_name, prior_name, prior_name.replace("+prior", "+cohort")):
         r = life[name]["ratio_to_oracle_per_week"]
         wk4 = {a: round(v[3], 3) for a, v in r.items() if len(v) > 3}
         out[f"life week-4 acceptance / oracle, {name}"] = wk4

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.learning import rewardflow_backend, train_prior
+from bench.learning_cohort import run_cohort
 from bench.learning_companion import LaggedCompanion, RewardflowCompanion, run_companion
 from simulator import companion as comp
 from simulator.life import NUMERIC_FEATURES, SLOTS_PER_WEEK, make_people
@@ -38,6 +39,19 @@ def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: i
     be = rewardflow_backend(seed, algorithm, prior=prior, features=features)
     res: RunResult = run_life(people, be,
                               weeks=weeks, seed=seed, run_id=f"s{seed}", progress=False)
+    return summary(res, weeks)
+
+
+def cohort_arm(seed: int, algorithm: str, per_archetype: int, weeks: int
+               ) -> dict[str, dict[str, float]]:
+    """:func:`life_arm` for the same people starting together without a prior, with live
+    hand-offs at the product's defaults (:func:`bench.learning_cohort.run_cohort`)."""
+    res, _ = run_cohort(make_people(per_archetype, seed=seed), seed, algorithm, weeks)
+    return summary(res, weeks)
+
+
+def summary(res: RunResult, weeks: int) -> dict[str, dict[str, float]]:
+    """Per archetype of a run: week-4 (or last week) share of the oracle, median to 80%."""
     acc, orc = res.weekly("expected"), res.weekly("oracle_expected")
     hits = interactions_to_target(res.records)
     arch_of = {r["person_id"]: r["archetype"] for r in res.records}
@@ -53,15 +67,18 @@ def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: i
 
 def sweep_life(seeds: Sequence[int], algorithms: Sequence[str], per_archetype: int,
                weeks: int, train_per_archetype: int, train_weeks: int,
-               linear: bool = False) -> dict[str, Any]:
+               linear: bool = False, cohort: bool = False) -> dict[str, Any]:
     """The prior and no-prior arms per algorithm and seed (``linear``: also epsilon-greedy
-    with linear scoring over :data:`simulator.life.NUMERIC_FEATURES`, both arms)."""
+    with linear scoring over :data:`simulator.life.NUMERIC_FEATURES`, both arms;
+    ``cohort``: also the same people starting together with live hand-offs)."""
     rows: dict[str, Any] = {}
     for algo in algorithms:
         for seed in seeds:
             prior = train_prior(seed, train_per_archetype, train_weeks, algo)
             for arm, pr in (("prior", prior), ("no prior", None)):
                 rows[f"{algo}|{arm}|{seed}"] = life_arm(seed, algo, pr, per_archetype, weeks)
+            if cohort:
+                rows[f"{algo}|cohort|{seed}"] = cohort_arm(seed, algo, per_archetype, weeks)
             if linear and algo == "epsilon_greedy":
                 for arm, pr in (("lin+prior", prior), ("linear", None)):
                     rows[f"{algo}|{arm}|{seed}"] = life_arm(seed, algo, pr, per_archetype,
@@ -147,10 +164,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="companion: rewards arrive this many decisions late")
     ap.add_argument("--linear", action="store_true",
                     help="life: also epsilon-greedy with linear scoring over the meters")
+    ap.add_argument("--cohort", action="store_true",
+                    help="life: also the people starting together without a prior, handed "
+                         "the population's prior while live (bench.learning_cohort)")
     args = ap.parse_args(argv)
     if args.world == "life":
         sweep_life(args.seeds, args.algorithms, args.people_per_archetype, args.weeks,
-                   args.train_per_archetype, args.train_weeks, args.linear)
+                   args.train_per_archetype, args.train_weeks, args.linear, args.cohort)
     else:
         sweep_companion(args.seeds, args.people, args.interactions, args.algorithms[0],
                         args.lag)

@@ -23,6 +23,10 @@ Semantics (the README's "Rewards" section says the same in prose):
   rule would not. *Control events* (``AgentUpserted``, ``PolicyRollbackRequested``) are not
   late within the dedup horizon: one behind the watermark is applied at the watermark
   (configuration from then on).
+* **Population priors.** ``PriorAssigned`` (the population process handing a live agent
+  its template's newer prior) is a control event like ``AgentUpserted``: applied in
+  event-time order (at the watermark when behind it), so a replay re-weighs the same
+  rewards; an agent whose template changed meanwhile ignores it.
 * **Join.** A decision is open for ``[ts, ts + window)``. Explicit feedback and terminal
   signals (session_end, abandonment) close it when applied; otherwise the watermark passing
   ``ts + window`` closes it, with the model's default reward if nothing came.
@@ -55,17 +59,18 @@ from schemas.events import (
     EventBase,
     FeedbackGiven,
     PolicyRollbackRequested,
+    PriorAssigned,
     SignalObserved,
     derived_id,
 )
 from schemas.kinds import TERMINAL_SIGNALS
 
-_RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "DecisionMade": 1,
-         "FeedbackGiven": 2, "SignalObserved": 2}
+_RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "PriorAssigned": 0,
+         "DecisionMade": 1, "FeedbackGiven": 2, "SignalObserved": 2}
 
 #: Which watermark stream an event type belongs to.
-_STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "DecisionMade": "d",
-           "FeedbackGiven": "s", "SignalObserved": "s"}
+_STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "PriorAssigned": "d",
+           "DecisionMade": "d", "FeedbackGiven": "s", "SignalObserved": "s"}
 NEG_INF = -math.inf
 
 # Open decision record layout (a list keeps snapshots small and fast).
@@ -309,6 +314,11 @@ class AgentState:
             self.counts["agents"] += 1  # control events on the agents topic
             self.learner.rollback(ev.policy, ts)
             self._publish(ts, out, deferred=True)  # an operator's request: at once
+        elif isinstance(ev, PriorAssigned):
+            self.counts["agents"] += 1
+            if ev.template == self.template:  # else the agent left that template meanwhile
+                self.learner.assign_prior(ev.prior)
+                self._publish(ts, out, deferred=True)  # the gateway explores by it at once
         elif isinstance(ev, DecisionMade):
             did = str(ev.decision_id)
             if did in self.open or did in self.closed:

@@ -14,6 +14,7 @@ from schemas.events import (
     EventBase,
     FeedbackGiven,
     PolicyRollbackRequested,
+    PriorAssigned,
     SignalObserved,
     derived_id,
     parse_event,
@@ -21,7 +22,7 @@ from schemas.events import (
 
 #: Event types the dataflow accepts on its input topics.
 INPUT_TYPES = (AgentUpserted, DecisionMade, FeedbackGiven, SignalObserved,
-               PolicyRollbackRequested)
+               PolicyRollbackRequested, PriorAssigned)
 
 Parsed = tuple[str, Any, Any]
 

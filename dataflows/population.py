@@ -118,6 +118,20 @@ class Population:
     def due(self) -> bool:
         return self.updates_since_fit >= self.refit_every
 
+    def rewards(self, agent_id: str) -> int:
+        """The rewards behind an agent's table (``*`` repeats the other buckets' rewards,
+        so it counts only when it is the agent's only bucket).
+
+        >>> pop = Population("default", "t")
+        >>> pop.observe("a", {"x": {"values": {"a": 1.0}, "counts": {"a": 3}},
+        ...                   "*": {"values": {"a": 1.0}, "counts": {"a": 3}}})
+        >>> pop.rewards("a"), pop.rewards("nobody")
+        (3, 0)
+        """
+        table = self.tables.get(agent_id, {})
+        rows = [r for b, r in table.items() if b != GLOBAL_BUCKET] or list(table.values())
+        return sum(n for row in rows for _, n in row.values())
+
     def snapshot(self) -> Population:
         """A copy that later :meth:`observe` calls do not change (tables are replaced, never
         edited in place, so copying the outer dict is enough: cheap for Bytewax snapshots).

@@ -33,6 +33,7 @@ and dead letters are counted in :mod:`dataflows.population_metrics`.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +52,7 @@ from pydantic import ValidationError
 from dataflows.learner.base import stable_seed
 from dataflows.population import Population, own_table
 from dataflows.population_metrics import PopulationMetrics, population_metrics
+from dataflows.prior_handoff import Handoff, assignments
 from schemas.events import AgentUpserted, DeadLetter, derived_id, dump_event, parse_event
 from schemas.priors import PriorDocument
 from schemas.settings import Settings
@@ -75,8 +77,9 @@ def parse(msg: Any, policies_topic: str) -> tuple[str, Any] | DeadLetter | None:
     """``(tenant:agent_id, item)``, a dead letter, or ``None`` (skipped).
 
     Items: ``("agent", tenant, template or "", agent_id)`` and
-    ``("policy", tenant, agent_id, buckets, evidence)``. Only what the population uses is
-    checked (a policy's ``buckets`` and ``evidence``): one JSON parse per policy message.
+    ``("policy", tenant, agent_id, buckets, evidence, event time or None)``. Only what the
+    population uses is checked (a policy's ``buckets`` and ``evidence``): one JSON parse per
+    policy message.
 
     >>> from bytewax.connectors.kafka import KafkaSourceMessage as M
     >>> doc = {"type": "PolicyUpdated", "tenant": "t", "agent_id": "a", "version": 1,
@@ -118,7 +121,23 @@ def parse(msg: Any, policies_topic: str) -> tuple[str, Any] | DeadLetter | None:
             and isinstance(b.get("counts", {}), dict) for b in pol["buckets"].values()):
         return _dead(msg, "policy.buckets: an object of {values, counts} objects is required")
     evidence = pol.get("evidence") if isinstance(pol.get("evidence"), dict) else {}
-    return f"{tenant}:{agent_id}", ("policy", tenant, agent_id, pol["buckets"], evidence)
+    return f"{tenant}:{agent_id}", ("policy", tenant, agent_id, pol["buckets"], evidence,
+                                    _event_time(doc.get("ts")))
+
+
+def _event_time(value: Any) -> float | None:
+    """A policy message's event time (ISO 8601) as epoch seconds; ``None`` if unreadable.
+
+    >>> _event_time("1970-01-01T00:01:00+00:00"), _event_time("noon"), _event_time(None)
+    (60.0, None, None)
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).timestamp()
 
 
 AgentTemplate = tuple[str | None, tuple[Any, ...] | None, int]
@@ -130,7 +149,8 @@ def join_template(state: AgentTemplate | None, item: tuple[Any, ...]
 
     State: ``(template, newest policy while the template is unknown, how many policies that
     one stands for)``; ``""`` means the agent has no template (its policies are dropped).
-    Routed items are ``("policy", agent_id, buckets, evidence, n)`` (``n`` policies read,
+    Routed items are ``("policy", agent_id, buckets, evidence, event time, n)`` (``n``
+    policies read,
     the newest of them carried) and ``("remove", agent_id)``, so a template's population
     counts every policy message of its agents exactly once, in whatever order the agents
     and policies topics are read.
@@ -164,7 +184,9 @@ def join_template(state: AgentTemplate | None, item: tuple[Any, ...]
 
 
 class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
-    """Bytewax glue around one template's :class:`Population`: refit when due, emit priors."""
+    """Bytewax glue around one template's :class:`Population`: refit when due, emit priors
+    (for Redis) and, when a hand-off is due (:mod:`dataflows.prior_handoff`), the
+    ``PriorAssigned`` messages that hand the prior to the template's live agents."""
 
     def __init__(self, settings: Settings, clock: Clock, resume: Any = None,
                  metrics: PopulationMetrics | None = None) -> None:
@@ -175,8 +197,16 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
         self.priors: dict[int, PriorDocument] = {}
         self.pending_since: float | None = None
         self.last_fit: float | None = None
+        #: the newest policy event time read, and the hand-off schedule
+        self.event_ts: float | None = None
+        self.handoff = Handoff(settings.population_handoff_seconds,
+                               settings.population_handoff_min_rewards)
         if resume is not None:
-            self.pop, self.priors, self.pending_since, self.last_fit = resume
+            self.pop, self.priors, self.pending_since, self.last_fit = resume[:4]
+            if len(resume) > 4:  # snapshots from before live hand-offs have none
+                self.event_ts, self.handoff = resume[4], resume[5]
+                self.handoff.every = settings.population_handoff_seconds
+                self.handoff.min_rewards = settings.population_handoff_min_rewards
             if self.priors:  # the gauges show the newest prior again after a restart
                 self.metrics.published(self.priors[max(self.priors)])
 
@@ -194,7 +224,10 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             if item[0] == "remove":
                 pop.remove(item[1])
                 continue
-            _, agent_id, buckets, evidence, n = item
+            agent_id, buckets, evidence, n = item[1], item[2], item[3], item[-1]
+            ts = item[4] if len(item) > 5 else None  # (pending items of older snapshots)
+            if ts is not None and (self.event_ts is None or ts > self.event_ts):
+                self.event_ts = ts
             version = evidence.get("prior.version")
             prior = self.priors.get(int(version)) if isinstance(version, int | float) else None
             pop.observe(agent_id, buckets, own_table(buckets, evidence, prior), count=n)
@@ -241,10 +274,21 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             return []
         self.metrics.published(doc)
         self.priors[doc.version] = doc
+        out: list[Any] = [doc]
+        agents = self.handoff.targets(pop, self.event_ts, doc)
+        if agents and self.event_ts is not None:
+            self.handoff.record(doc.version)
+            out += assignments(doc, agents, self.event_ts, s.topics.agents)
+            self.metrics.handed_off(pop.tenant, pop.template, len(agents))
+            log.info("prior %s:%s v%d handed to %d live agents", pop.tenant, pop.template,
+                     doc.version, len(agents))
+        # keep the newest priors and the ones handed off: agents' values blended with them
+        # are un-blended before they enter the population (own_table)
         for v in sorted(self.priors)[:-KEEP_PRIORS]:
-            del self.priors[v]
+            if v not in self.handoff.versions:
+                del self.priors[v]
         log.info("prior %s:%s v%d: %s", pop.tenant, pop.template, doc.version, doc.explanation)
-        return [doc]
+        return out
 
     def notify_at(self) -> datetime | None:
         at = self._due_at()
@@ -252,7 +296,8 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
 
     def snapshot(self) -> Any:
         pop = self.pop.snapshot() if self.pop is not None else None
-        return (pop, dict(self.priors), self.pending_since, self.last_fit)
+        return (pop, dict(self.priors), self.pending_since, self.last_fit, self.event_ts,
+                copy.copy(self.handoff))
 
 
 def _parse_batch(msgs: list[Any], topics: Any, metrics: PopulationMetrics) -> list[Any]:
@@ -274,7 +319,8 @@ def build_flow(source: Source[Any], kafka_sink: Sink[Any], redis_sink: Sink[Any]
                flow_id: str = "rewardflow-population",
                metrics: PopulationMetrics | None = None) -> Dataflow:
     """Wire the population flow. ``kafka_sink`` gets DLQ ``KafkaSinkMessage``s,
-    ``redis_sink`` gets :class:`PriorDocument`s (write them with a version guard).
+    and the ``PriorAssigned`` messages of live hand-offs, ``redis_sink`` gets
+    :class:`PriorDocument`s (write them with a version guard).
     ``metrics``: where to record (default: the process's :func:`population_metrics`)."""
     topics = settings.topics
     m = metrics or population_metrics()
@@ -289,7 +335,8 @@ def build_flow(source: Source[Any], kafka_sink: Sink[Any], redis_sink: Sink[Any]
     routed = op.stateful_map("template_join", split.trues, join_template)
     by_template = op.flat_map("by_template", routed, lambda kv: kv[1])
     tagged = op.map("tag_key", by_template, lambda kv: (kv[0], (kv[0], kv[1])))
-    priors = op.stateful_batch("population", tagged, builder)
-    op.output("dlq_out", split.falses, kafka_sink)
-    op.output("prior_out", op.map("unkey", priors, lambda kv: kv[1]), redis_sink)
+    fitted = op.map("unkey", op.stateful_batch("population", tagged, builder), lambda kv: kv[1])
+    out = op.branch("handoffs", fitted, lambda x: x.__class__ is KafkaSinkMessage)
+    op.output("kafka_out", op.merge("kafka_merge", split.falses, out.trues), kafka_sink)
+    op.output("prior_out", out.falses, redis_sink)
     return flow

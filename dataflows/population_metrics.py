@@ -72,6 +72,10 @@ class PopulationMetrics(LabelCache):
         self.prior_version = Gauge("rewardflow_population_prior_version",
                                    "Version of the template's last published prior",
                                    ["tenant", "template"], registry=r)
+        self.handoffs = Counter("rewardflow_population_handoffs_total",
+                                "Live agents handed a newer prior of their template "
+                                "(PriorAssigned events produced)", ["tenant", "template"],
+                                registry=r)
         self._children = {}
 
     def dead_letter(self, reason: str) -> None:
@@ -89,6 +93,11 @@ class PopulationMetrics(LabelCache):
         self._child(self.agents, *t).set(doc.agents)
         self._child(self.archetypes, *t).set(len(doc.archetypes))
         self._child(self.prior_version, *t).set(doc.version)
+
+
+    def handed_off(self, tenant: str, template: str, agents: int) -> None:
+        """Count ``agents`` live agents of ``tenant:template`` handed its newest prior."""
+        self._child(self.handoffs, tenant, template).inc(agents)
 
 
 _METRICS: PopulationMetrics | None = None

@@ -120,8 +120,10 @@ def get_flow(settings: Settings | None = None) -> Dataflow:
     source = KafkaSource([settings.kafka_bootstrap_servers], [topics.agents, topics.policies],
                          tail=True, batch_size=settings.dataflow_batch_size,
                          raise_on_errors=False, add_config={"auto.offset.reset": "earliest"})
-    return build_flow(source, KafkaSink([settings.kafka_bootstrap_servers], None),
-                      PriorRedisSink(settings.redis_url, settings.keys), settings)
+    # live hand-offs are keyed by agent: produced with the partitioner the flow expects
+    sink = KafkaSink([settings.kafka_bootstrap_servers], None,
+                     add_config={"partitioner": settings.kafka_partitioner})
+    return build_flow(source, sink, PriorRedisSink(settings.redis_url, settings.keys), settings)
 
 
 def main(argv: list[str] | None = None) -> int:

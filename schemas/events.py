@@ -88,6 +88,21 @@ class AgentUpserted(EventBase):
     prior: PriorDocument | None = None
 
 
+class PriorAssigned(EventBase):
+    """The population process hands a live agent of ``template`` the template's newer prior.
+
+    Derived (id ``uuid5("prior", tenant, template, prior version, agent_id)``, so a replayed
+    hand-off is a duplicate) and keyed by ``agent_id`` on the agents topic. The learner
+    re-weighs the archetypes by the agent's own rewards so far and publishes a new version
+    at once; an agent whose template changed in the meantime ignores it.
+    """
+
+    type: Literal["PriorAssigned"] = "PriorAssigned"
+    agent_id: Name
+    template: Name
+    prior: PriorDocument
+
+
 class DecisionMade(EventBase):
     type: Literal["DecisionMade"] = "DecisionMade"
     decision_id: uuid.UUID
@@ -214,6 +229,7 @@ Event = Annotated[
     | RewardComputed
     | PolicyUpdated
     | PolicyRollbackRequested
+    | PriorAssigned
     | PrivacyRequest
     | DeadLetter,
     Field(discriminator="type"),
@@ -227,6 +243,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     RewardComputed,
     PolicyUpdated,
     PolicyRollbackRequested,
+    PriorAssigned,
     PrivacyRequest,
     DeadLetter,
 )

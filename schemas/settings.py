@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     population_max_agents: int = Field(default=5000, ge=2)
     population_max_k: int = Field(default=6, ge=1)
     population_strength: float = Field(default=4.0, ge=0, le=100)
+    #: live hand-off (dataflows.prior_handoff): a fitted prior goes to the template's live
+    #: agents with at least ``population_handoff_min_rewards`` own rewards, at most once per
+    #: this many seconds of event time (0: only new agents get priors)
+    population_handoff_seconds: float = Field(default=86400.0, ge=0)
+    population_handoff_min_rewards: int = Field(default=28, ge=1)
     population_recovery_dir: str = "var/recovery-population"
     #: port of the population process's /metrics (0: no metrics server); above the flow
     #: processes' ``dataflow_metrics_port + i``

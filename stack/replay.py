@@ -2,7 +2,8 @@
 
 ``python -m stack.replay LOG.jsonl [--rate N] [--speedup X]`` reads one JSON event per line
 (the :mod:`schemas.events` format: ``DecisionMade``, ``FeedbackGiven``, ``SignalObserved``,
-``AgentUpserted``), routes each line by its ``type`` to its input topic (``settings.topics``)
+and the agents topic's ``AgentUpserted``, ``PolicyRollbackRequested`` and ``PriorAssigned``),
+routes each line by its ``type`` to its input topic (``settings.topics``)
 keyed by ``agent_id``, and prints a summary of what it read and produced. Settings come from
 the environment (``KAFKA_BOOTSTRAP_SERVERS``, ``RF_TOPIC_PREFIX``, ...).
 
@@ -47,7 +48,8 @@ from schemas.settings import Settings, get_settings
 from schemas.topics import Topics
 
 #: The input event types and the topic each goes to.
-ROUTES = {"AgentUpserted": "agents", "DecisionMade": "decisions",
+ROUTES = {"AgentUpserted": "agents", "PolicyRollbackRequested": "agents",
+          "PriorAssigned": "agents", "DecisionMade": "decisions",
           "FeedbackGiven": "signals", "SignalObserved": "signals"}
 MAX_LISTED = 20
 

@@ -115,6 +115,55 @@ def test_new_agent_starts_from_the_template_prior_and_follows_its_archetype(stac
     assert consume_all(s.kafka_bootstrap_servers, s.topics.dlq) == []
 
 
+def test_live_agents_are_handed_the_prior_through_the_broker(settings, tmp_path):
+    """The population process hands its prior to the template's live agents (PriorAssigned
+    on the agents topic, keyed by agent); two co-partitioned flow processes apply them, each
+    agent's next version is blended with the prior and weighs the archetype of its taste."""
+    s = settings.model_copy(update={
+        "gateway_port": free_port(), "dataflow_metrics_port": free_port(),
+        "dataflow_processes": 2, "snapshot_seconds": 1, "idle_watermark_seconds": 0.2,
+        "allowed_lateness_seconds": 0.1, "population_refit_every": 100,
+        "population_refit_seconds": 1.0, "population_min_rewards": 10,
+        "population_handoff_min_rewards": 10,
+        "population_recovery_dir": str(tmp_path / "recovery-population"),
+        "population_metrics_port": free_port()})
+    topics = {"agents": s.topics.agents, "decisions": s.topics.decisions,
+              "signals": s.topics.signals}
+    with running_stack(s, tmp_path, population=True) as client:
+        produce(s.kafka_bootstrap_servers,
+                [(topics[t], ev) for t, ev in _population_events(10, 6, rewards=15)])
+
+        def handed() -> list[dict[str, Any]]:
+            return [e for e in consume_all(s.kafka_bootstrap_servers, s.topics.agents)
+                    if e["type"] == "PriorAssigned"]
+
+        events = wait_until(handed, timeout=40, interval=0.5)
+        version = events[0]["prior"]["version"]
+        assert {e["prior"]["version"] for e in events} == {version}  # one hand-off a day
+        archetypes = events[0]["prior"]["archetypes"]
+        likes = {a["name"]: max(ACTIONS, key=a["values"]["*"].__getitem__)
+                 for a in archetypes}
+        assert sorted(likes.values()) == ["a", "b"]
+        for e in events:
+            agent = e["agent_id"]
+            taste = "a" if int(agent.removeprefix("pop")) < 10 else "b"
+
+            def blended(agent: str = agent) -> dict[str, Any] | None:
+                pol = client.policy(agent)
+                return pol if pol["evidence"].get("prior.version") == version else None
+
+            pol = wait_until(blended, timeout=15, interval=0.2)
+            weights = {name: pol["evidence"][f"prior.weight.{name}"] for name in likes}
+            assert likes[max(weights, key=weights.__getitem__)] == taste, (agent, weights)
+        notes = {}
+        for p in consume_all(s.kafka_bootstrap_servers, s.topics.policies):
+            notes.setdefault(p["agent_id"], []).append(p["policy"]["explanation"])
+        for e in events:
+            assert any(n.startswith(f"population prior v{version} ")
+                       for n in notes[e["agent_id"]]), notes[e["agent_id"]]
+    assert consume_all(s.kafka_bootstrap_servers, s.topics.dlq) == []  # none misrouted
+
+
 def _policy_events(n_agents: int, rounds: int) -> list[tuple[str, Any]]:
     """PolicyUpdated events as the main flow publishes them (real learner documents)."""
     from dataflows.learner import make_learner

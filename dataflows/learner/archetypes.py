@@ -71,6 +71,8 @@ class PriorState:
     means: dict[str, dict[str, stats.Mean]]
     dirty: dict[str, None]
     _cache: dict[str, tuple[Any, ...]]
+    total_rewards: int
+    forced_note: str | None
 
     def _actions(self, bucket: str) -> list[str]:
         raise NotImplementedError
@@ -100,6 +102,41 @@ class PriorState:
         self.prior_w = archetype_weights(prior, ll)
         self.dirty.update(dict.fromkeys(self.means))
         self.dirty.update(dict.fromkeys(self._prior_buckets()))
+
+    def assign_prior(self, prior: PriorDocument) -> None:
+        """Take the template's newer prior while live (``PriorAssigned``): the archetypes
+        are re-weighed by every reward so far (:meth:`set_prior`) and the next
+        :meth:`maybe_publish` publishes a version at once, explaining the hand-off.
+
+        >>> from dataflows.learner import make_learner
+        >>> from schemas.agent import AgentSpec
+        >>> from schemas.priors import Archetype, PriorDocument
+        >>> spec = AgentSpec(persona={"name": "x"}, actions=["a", "b"], template="t")
+        >>> lrn = make_learner("ag", spec=spec)
+        >>> for _ in range(3):
+        ...     lrn.update("*", "b", 1.0, ts=0.0)
+        >>> v = lrn.maybe_publish()["version"]
+        >>> lrn.assign_prior(PriorDocument(template="t", version=9, agents=6, actions=["a", "b"],
+        ...     archetypes=[Archetype(name="A", size=3, values={"*": {"a": 0.8, "b": -0.8}}),
+        ...                 Archetype(name="B", size=3, values={"*": {"a": -0.8, "b": 0.8}})]))
+        >>> doc = lrn.maybe_publish()
+        >>> doc["version"] == v + 1, doc["evidence"]["prior.version"]
+        (True, 9.0)
+        >>> print(doc["explanation"])  # doctest: +NORMALIZE_WHITESPACE
+        population prior v9 of template 't' (2 archetypes, 6 agents): 3 own rewards weigh B
+        at 1.00.
+        """
+        self.set_prior(prior)
+        if not self.prior_w:
+            note = (f"population prior v{prior.version} of template {prior.template!r} has "
+                    "no archetypes; values are this agent's own.")
+        else:
+            top = max(range(len(self.prior_w)), key=self.prior_w.__getitem__)
+            note = (f"population prior v{prior.version} of template {prior.template!r} "
+                    f"({len(prior.archetypes)} archetypes, {prior.agents} agents): "
+                    f"{self.total_rewards} own rewards weigh {prior.archetypes[top].name} at "
+                    f"{self.prior_w[top]:.2f}.")
+        self.forced_note = note
 
     def _observe_prior(self, bucket: str, action: str, reward: float) -> None:
         """Fold one reward into the archetype posterior; mark buckets when it moved."""

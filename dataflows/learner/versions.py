@@ -54,9 +54,10 @@ class Versioning(TraitTuning, PriorState):
     # -- rollback -------------------------------------------------------------------------
     def _prior_weights_of(self, old: PolicyDocument) -> list[float] | None:
         """The archetype weights ``old`` was blended with (from its evidence), if any and the
-        learner holds a prior with those archetypes."""
+        learner holds that prior (the same version: a live agent may have been handed a newer
+        one since, and then ``old``'s values are restored as published)."""
         prior, ev = self.prior, old.evidence
-        if prior is None or "prior.version" not in ev:
+        if prior is None or ev.get("prior.version") != float(prior.version):
             return None
         names = [f"prior.weight.{a.name}" for a in prior.archetypes]
         if not any(k in ev for k in names):

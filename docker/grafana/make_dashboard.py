@@ -199,6 +199,22 @@ def build() -> dict[str, Any]:
         12,
         8,
     )
+    L.add(
+        timeseries(
+            "Population priors",
+            "Per template: archetypes and agents of the newest prior, refits, and live agents "
+            "handed a newer prior (at most once a day of event time, to agents with enough "
+            "rewards of their own).",
+            ("sum by (template) (rewardflow_population_archetypes)", "{{template}} archetypes"),
+            ("sum by (template) (rewardflow_population_agents)", "{{template}} agents"),
+            ("sum by (template) (increase(rewardflow_population_fits_total[$__interval]))",
+             "{{template}} fits"),
+            ("sum by (template) (increase(rewardflow_population_handoffs_total[$__interval]))",
+             "{{template}} agents handed a prior"),
+        ),
+        24,
+        8,
+    )
 
     L.row("Pipeline")
     L.add(

@@ -13,8 +13,9 @@ from schemas.events import AgentUpserted, dump_event
 from schemas.priors import PriorDocument
 from schemas.settings import Settings
 
+# live hand-offs off: these tests are about fitting (tests/dataflows/test_prior_handoff.py)
 S = Settings(topic_prefix="p", population_refit_every=1000, population_refit_seconds=3600,
-             population_min_rewards=10)
+             population_min_rewards=10, population_handoff_seconds=0)
 ACTIONS = ["a", "b", "c"]
 
 

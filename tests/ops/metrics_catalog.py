@@ -46,6 +46,7 @@ POPULATION_METRICS: dict[str, str] = {
     "rewardflow_population_agents": "gauge",  # {tenant, template}
     "rewardflow_population_archetypes": "gauge",  # {tenant, template}
     "rewardflow_population_prior_version": "gauge",  # {tenant, template}
+    "rewardflow_population_handoffs_total": "counter",  # {tenant, template}
 }
 
 ALL_METRICS: dict[str, str] = {**DATAFLOW_METRICS, **GATEWAY_METRICS, **POPULATION_METRICS}
