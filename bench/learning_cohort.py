@@ -5,8 +5,9 @@ prior_handoff`), in-process: after each simulated round, when a hand-off is due 
 round's event time (:class:`~dataflows.prior_handoff.Handoff`: at most once per
 ``RF_POPULATION_HANDOFF_SECONDS``, to agents with ``RF_POPULATION_HANDOFF_MIN_REWARDS`` own
 rewards), the template's population is built from every agent's current document (values
-blended with an earlier hand-off un-blended first, :func:`~dataflows.population.own_table`),
-fitted with the population flow's seed, and each target agent's learner takes the prior as
+blended with an earlier hand-off un-blended first, :meth:`~dataflows.population.Population.
+observe_policy`), fitted as the population flow fits (:meth:`~dataflows.population.
+Population.fit_with`), and each target agent's learner takes the prior as
 the main flow applies ``PriorAssigned`` (:meth:`~dataflows.learner.archetypes.PriorState.
 assign_prior`), its new version going to the gateway at once.
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.learning import rewardflow_backend
-from dataflows.learner.base import PolicyLearner, stable_seed
-from dataflows.population import Population, own_table
+from dataflows.learner.base import PolicyLearner
+from dataflows.population import Population
 from dataflows.prior_handoff import Handoff
 from schemas.priors import PriorDocument
 from schemas.settings import Settings
@@ -54,14 +55,10 @@ def run_cohort(people: list[Person], seed: int, algorithm: str, weeks: int,
                          min_rewards=s.population_min_rewards)
         for agent_id, lrn in learners.items():
             doc = lrn.policy_dict()
-            version = doc["evidence"].get("prior.version")
-            prior = priors.get(int(version)) if version is not None else None
-            pop.observe(agent_id, doc["buckets"], own_table(doc["buckets"], doc["evidence"],
-                                                            prior))
+            pop.observe_policy(agent_id, doc["buckets"], doc["evidence"], priors)
         observed += len(learners)
         pop.observed = observed  # versions grow as the flow's do
-        prior = pop.fit(seed=stable_seed("default", TEMPLATE), max_k=s.population_max_k,
-                        strength=s.population_strength)
+        prior = pop.fit_with(s)
         targets = handoff.targets(pop, event_ts, prior)
         if not targets:
             return

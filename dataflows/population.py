@@ -28,14 +28,17 @@ policies (:func:`population_step`); the in-process benchmark calls it directly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from dataflows.learner.base import stable_seed
 from dataflows.population_k import centres, choose_k, cluster, min_cluster_size
 from schemas.buckets import GLOBAL_BUCKET
 from schemas.priors import Archetype, PriorDocument, unblend
+from schemas.settings import Settings
 
 Table = dict[str, dict[str, tuple[float, int]]]
 
@@ -109,6 +112,15 @@ class Population:
         self.updates_since_fit += count
         self.observed += count
 
+    def observe_policy(self, agent_id: str, buckets: dict[str, Any], evidence: dict[str, Any],
+                       priors: Mapping[int, PriorDocument], count: int = 1) -> None:
+        """Take an agent's published policy (its ``buckets`` and ``evidence``): values its
+        learner blended with one of ``priors`` (the version its evidence names) are
+        un-blended first (:func:`own_table`), so a prior does not feed on itself."""
+        version = evidence.get("prior.version")
+        prior = priors.get(int(version)) if isinstance(version, int | float) else None
+        self.observe(agent_id, buckets, own_table(buckets, evidence, prior), count=count)
+
     def remove(self, agent_id: str) -> None:
         """Forget an agent (it moved to another template)."""
         if self.tables.pop(agent_id, None) is not None:
@@ -172,6 +184,12 @@ class Population:
         tot = cnt.sum(axis=0)
         pop = np.divide((mean * cnt).sum(axis=0), tot, out=np.zeros(len(cells)), where=tot > 0)
         return agents, cells, (cnt * mean + shrink * pop[None, :]) / (cnt + shrink)
+
+    def fit_with(self, settings: Settings) -> PriorDocument:
+        """:meth:`fit` as the population process fits (its settings; a seed of the template's
+        own, so the same tables give the same prior wherever they are fitted)."""
+        return self.fit(seed=stable_seed(self.tenant, self.template),
+                        max_k=settings.population_max_k, strength=settings.population_strength)
 
     def fit(
         self, seed: int = 0, max_k: int = 6, strength: float = 4.0, min_size: int = 3,

@@ -49,8 +49,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 from pydantic import ValidationError
 
-from dataflows.learner.base import stable_seed
-from dataflows.population import Population, own_table
+from dataflows.population import Population
 from dataflows.population_metrics import PopulationMetrics, population_metrics
 from dataflows.prior_handoff import Handoff, assignments
 from schemas.events import AgentUpserted, DeadLetter, derived_id, dump_event, parse_event
@@ -150,10 +149,9 @@ def join_template(state: AgentTemplate | None, item: tuple[Any, ...]
     State: ``(template, newest policy while the template is unknown, how many policies that
     one stands for)``; ``""`` means the agent has no template (its policies are dropped).
     Routed items are ``("policy", agent_id, buckets, evidence, event time, n)`` (``n``
-    policies read,
-    the newest of them carried) and ``("remove", agent_id)``, so a template's population
-    counts every policy message of its agents exactly once, in whatever order the agents
-    and policies topics are read.
+    policies read, the newest of them carried) and ``("remove", agent_id)``, so a template's
+    population counts every policy message of its agents exactly once, in whatever order
+    the agents and policies topics are read.
 
     >>> st, out = join_template(None, ("policy", "t", "a", {"*": {}}, {}))
     >>> st, out = join_template(st, ("policy", "t", "a", {"*": {}}, {}))
@@ -228,9 +226,7 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             ts = item[4] if len(item) > 5 else None  # (pending items of older snapshots)
             if ts is not None and (self.event_ts is None or ts > self.event_ts):
                 self.event_ts = ts
-            version = evidence.get("prior.version")
-            prior = self.priors.get(int(version)) if isinstance(version, int | float) else None
-            pop.observe(agent_id, buckets, own_table(buckets, evidence, prior), count=n)
+            pop.observe_policy(agent_id, buckets, evidence, self.priors, count=n)
             absorbed += n
         if absorbed:
             self.metrics.policies.inc(absorbed)
@@ -267,8 +263,7 @@ class PopulationLogic(StatefulBatchLogic[Any, Any, Any]):
             return []
         s = self.settings
         started = time.perf_counter()
-        doc = pop.fit(seed=stable_seed(pop.tenant, pop.template), max_k=s.population_max_k,
-                      strength=s.population_strength)
+        doc = pop.fit_with(s)
         self.metrics.fitted(pop.tenant, pop.template, time.perf_counter() - started)
         if not doc.archetypes:
             return []
