@@ -10,6 +10,12 @@ Against the stack of ``make run`` (dataflow, population process and gateway)::
    agents of template ``life-coach`` for ``--train-weeks`` weeks over HTTP. The population
    process clusters the agents' published policies and writes the template's prior; the
    demo waits until ``GET /v1/templates/life-coach/prior`` reflects the whole population.
+   These first agents start without a prior: a cohort. The population process hands them
+   its prior while they learn, at most once per ``RF_POPULATION_HANDOFF_SECONDS`` of event
+   time; the demo's event time is the gateway's wall clock and a simulated day passes in a
+   few seconds, so start the stack with ``RF_POPULATION_HANDOFF_SECONDS=3 make run`` to see
+   daily hand-offs (the default, a day, hands off once). The training cohort's acceptance
+   per week is printed too (arm ``cohort``), with how many of its agents got a prior.
 2. **New people.** ``--people-per-archetype`` new people of each archetype (seed ``seed``)
    get new agents, twice at the same time: with ``template: life-coach`` (the gateway starts
    them from the prior; their learner picks the archetype their first rewards point to)
@@ -102,6 +108,13 @@ def wait_for_prior(client: Any, min_agents: int, timeout: float,
     return None
 
 
+def handed_prior(client: Any, agent_id: str) -> int | None:
+    """The prior version the agent's current policy is blended with (``None``: none); for
+    an agent registered before the template had a prior, it came by a live hand-off."""
+    version = client.policy(agent_id).get("evidence", {}).get("prior.version")
+    return int(version) if version is not None else None
+
+
 def share_table(runs: dict[str, RunResult], weeks: int) -> tuple[str, dict[str, Any]]:
     """Acceptance / oracle per archetype and week for each arm, as text and data."""
     data: dict[str, Any] = {}
@@ -188,6 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         t.start()
     for t in threads:
         t.join()
+    if not args.skip_training:
+        agents = sorted({r["agent_id"] for r in train.records})
+        handed = [v for a in agents if (v := handed_prior(client, a)) is not None]
+        print(f"training cohort: {len(handed)} of its {len(agents)} agents learn with a "
+              f"prior handed to them while live" + (f" (newest v{max(handed)})" if handed
+                                                     else ""))
     for c in (client, *clients.values()):
         c.close()
     if set(runs) != set(arms):
@@ -195,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     runs = {arm: runs[arm] for arm in arms}
 
+    if not args.skip_training:
+        runs = {"cohort": train, **runs}
     text, shares = share_table(runs, args.weeks)
     print("\nAcceptance / oracle per simulated week (expected P(accept), same states)")
     print(text)
