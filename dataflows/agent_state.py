@@ -50,6 +50,7 @@ from typing import Any
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, JoinConfig, Meta, derived_str
 from dataflows.learner import make_learner
+from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import Projections, iso
 from schemas.events import (
     EVENT_ADAPTER,
@@ -118,11 +119,12 @@ class AgentState:
         self.last_arrival = 0.0
         self.wm = NEG_INF
         self.clock: float | None = None
-        self.open: dict[str, list[Any]] = {}
-        self.deadlines: list[tuple[float, str]] = []
+        #: open decisions in event-time order (the oldest is the next to time out)
+        self.open = OpenDecisions.for_window(cfg.window)
         #: closed decision ids, filed under the decision's ts
         self.closed = ExpiringIds.for_horizon(cfg.dedup_horizon)
-        self.by_user: dict[str, list[tuple[float, str]]] = {}
+        #: user -> (ts, id) of their newest decision within the window (credit assignment)
+        self.by_user: dict[str, tuple[float, str]] = {}
         #: event time of the newest published policy version, and of a publish deferred by
         #: ``cfg.policy_interval`` (rewards closed since are folded into it)
         self.published_at = NEG_INF
@@ -172,22 +174,16 @@ class AgentState:
         return max(self.last_arrival, input_last) + self.cfg.idle + max(0.0, due - top)
 
     def _next_deadline(self) -> float:
-        """Event time of the next open decision's window end (closed ones pruned lazily)."""
-        dls, open_ = self.deadlines, self.open
-        while dls and dls[0][1] not in open_:
-            heapq.heappop(dls)
-        return dls[0][0] if dls else math.inf
+        """Event time of the oldest open decision's window end."""
+        first = self.open.first()
+        return first[2] + self.cfg.window if first is not None else math.inf
 
     def next_due(self) -> float | None:
         """Event time of the next thing a watermark would release, close or publish."""
         due = self.buffer[0][0] if self.buffer else math.inf
-        dls = self.deadlines
-        if dls:
-            open_ = self.open
-            while dls and dls[0][1] not in open_:
-                heapq.heappop(dls)
-            if dls and dls[0][0] < due:
-                due = dls[0][0]
+        dl = self._next_deadline()
+        if dl < due:
+            due = dl
         pub = self.publish_at
         if pub is not None and pub < due:
             due = pub
@@ -255,7 +251,7 @@ class AgentState:
     def _release(self, wm: float, out: Emitted | None = None) -> Emitted:
         if out is None:
             out = Emitted()
-        buf, dls, open_ = self.buffer, self.deadlines, self.open
+        buf, open_, window = self.buffer, self.open, self.cfg.window
         if wm <= self.wm:
             if not (buf and buf[0][0] <= wm):
                 return out
@@ -265,18 +261,16 @@ class AgentState:
         inf, pop = math.inf, heapq.heappop
         while True:  # (the watermark wm does not move in here)
             nxt_ev = buf[0][0] if buf else inf
-            while dls and dls[0][1] not in open_:  # closed decisions, pruned lazily
-                pop(dls)
-            nxt_dl = dls[0][0] if dls else inf
+            first = open_.first()
+            nxt_dl = first[2] + window if first is not None else inf
             nxt_pub = self.publish_at
             if nxt_pub is not None and nxt_pub < nxt_ev and nxt_pub < nxt_dl \
                     and nxt_pub <= wm:  # after whatever closes or arrives before it
                 self.seq += 1
                 self._publish(nxt_pub, out, deferred=True)
             elif nxt_dl <= nxt_ev and nxt_dl <= wm:
-                _, did = pop(dls)
                 self.seq += 1
-                self._close(did, nxt_dl, "timeout", out)
+                self._close(first[0], nxt_dl, "timeout", out)  # type: ignore[index]
             elif nxt_ev <= wm:
                 ts, _, _, ev, meta, _ = pop(buf)
                 self.seq += 1
@@ -295,12 +289,8 @@ class AgentState:
             return
         self.seen.expire(horizon)
         self.closed.expire(horizon)
-        for user in list(self.by_user):
-            kept = [(t, d) for t, d in self.by_user[user] if t + self.cfg.window > self.wm]
-            if kept:
-                self.by_user[user] = kept
-            else:
-                del self.by_user[user]
+        window, wm = self.cfg.window, self.wm
+        self.by_user = {u: last for u, last in self.by_user.items() if last[0] + window > wm}
 
     # -- join -----------------------------------------------------------------------------
     def _apply(self, ev: EventBase, ts: float, meta: Meta, out: Emitted) -> None:
@@ -327,11 +317,10 @@ class AgentState:
                 return
             self.counts["decisions"] += 1
             probe = (ev.probe.trait, ev.probe.delta) if ev.probe is not None else None
-            self.open[did] = [ev.user_id, ev.action, ev.bucket, ts,
-                              ev.template or self.template, probe, {}, 0,
-                              self.learner.feature_vector(ev.context)]
-            heapq.heappush(self.deadlines, (ts + self.cfg.window, did))
-            self.by_user.setdefault(ev.user_id, []).append((ts, did))
+            self.open.add(did, [ev.user_id, ev.action, ev.bucket, ts,
+                                ev.template or self.template, probe, {}, 0,
+                                self.learner.feature_vector(ev.context)], ts)
+            self.by_user[ev.user_id] = (ts, did)
         elif isinstance(ev, FeedbackGiven | SignalObserved):
             self._join(ev, ts, meta, out)
 
@@ -343,13 +332,12 @@ class AgentState:
             if did in self.closed:
                 return did, "closed"
             return None, "unknown decision_id (never seen, or older than the dedup horizon)"
-        best: tuple[float, str] | None = None
-        for dts, did in self.by_user.get(ev.user_id, ()):
-            if dts <= ts < dts + self.cfg.window and (best is None or dts >= best[0]):
-                best = (dts, did)
-        if best is None:
+        # events apply in event-time order: the user's newest decision so far is the latest
+        # one at or before ts; if its window has passed, so have all earlier ones'
+        last = self.by_user.get(ev.user_id)
+        if last is None or not last[0] <= ts < last[0] + self.cfg.window:
             return None, "unattributed: no decision of this agent and user within the window"
-        return best[1], "open" if best[1] in self.open else "closed"
+        return last[1], "open" if last[1] in self.open else "closed"
 
     def _join(self, ev: FeedbackGiven | SignalObserved, ts: float, meta: Meta,
               out: Emitted) -> None:
@@ -365,7 +353,7 @@ class AgentState:
             self.counts["late"] += 1
             out.late += 1
             return
-        rec = self.open[did]
+        rec = self.open.touch(did)
         sums: dict[str, list[float]] = rec[_SUMS]
         acc = sums.setdefault(ev.kind, [0.0, 0])
         acc[0] += self.cfg.reward_model.component(ev.kind, ev.value)
@@ -442,6 +430,11 @@ class AgentState:
                     ids.add(key, ts)
         state.setdefault("published_at", NEG_INF)  # snapshots from before policy_interval
         state.setdefault("publish_at", None)
+        if isinstance(state.get("open"), dict):  # before dataflows.open_decisions
+            state["open"] = OpenDecisions.from_dict(JoinConfig.window, state["open"], _TS)
+            state.pop("deadlines", None)
+            state["by_user"] = {u: max(reversed(ds), key=lambda d: d[0])  # newest, last
+                                for u, ds in state["by_user"].items() if ds}
         self.__dict__.update(state)
         validate = EVENT_ADAPTER.validate_json
         self.buffer = [(ts, rank, key, validate(raw), meta, raw)

@@ -226,7 +226,7 @@ def test_the_join_carries_a_decisions_features_to_the_learner():
                        propensity=0.5, explored=False, policy_version=0, bucket="slot=am")
     st.ingest(old, meta, now=0.0)
     st.drain()
-    st.open[str(old.decision_id)] = st.open[str(old.decision_id)][:8]
+    st.open.replace(str(old.decision_id), st.open[str(old.decision_id)][:8])
     st.ingest(FeedbackGiven(decision_id=old.decision_id, agent_id="a1", user_id="u",
                             kind="thumbs", value=1.0, ts=old.ts + timedelta(seconds=1)),
               meta, now=0.0)
