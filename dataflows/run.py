@@ -218,17 +218,22 @@ def _lag_monitor(settings: Settings, interval: float = 5.0) -> None:
 # 500 ms.
 
 
-# RF_DATAFLOW_GC_THRESHOLD (1,000,000): generation-0 threshold of the cyclic GC in the flow
-# process (CPython's default is 700).
-# The flow allocates a few hundred short-lived objects per event and creates almost no
-# cycles, so default-frequency collections (which also walk every agent's state in the
-# older generations) cost ~25% of the flow's CPU. A young collection walks every object
-# still alive since the last one, and events stay alive until their agent's watermark
-# passes them: at 50,000 a young collection caught ~50k buffered events each time (GC
-# ~8% of the flow, measured with ``python -m bench.flow_profile``); at 1,000,000 nearly
-# all of them are gone by then (GC < 1%). 0 keeps Python's defaults.
+# RF_DATAFLOW_GC_THRESHOLD (50,000): generation-0 threshold of the cyclic GC in the flow
+# process (CPython's default is 700), and every object a collection finds alive is frozen
+# (``gc.freeze``: never walked again).
+# The flow allocates a few hundred short-lived objects per event, freed by reference
+# counting, and creates almost no cycles; what a collection walks is what is still alive:
+# the agents' state. At CPython's defaults the older generations walk every agent's state
+# over and over (~25% of the flow's CPU). With only a high threshold (1,000,000, until
+# 2026-12-05) collections were rare but each walked up to a million live objects: a pause
+# of 0.8 s in each flow process at 20k events/s, the largest freshness spike after the epoch
+# snapshot. Freezing the survivors of every collection keeps each pause to the objects
+# allocated since the last one (at 50,000: under 0.11 s, seen in ``bench.pipeline``), and
+# the older generations empty. The price: a cycle still alive at one collection and dropped
+# later is never collected (reference counting frees everything else). 0 keeps Python's
+# defaults.
 def tune_gc(gen0: int) -> None:
-    """Freeze what startup allocated (modules, schemas) and collect far less often."""
+    """Freeze what startup allocated; collect young objects only, and freeze survivors."""
     import gc
 
     if gen0 <= 0:
@@ -236,6 +241,17 @@ def tune_gc(gen0: int) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(gen0, 20, 100)
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks`` hook: after a collection, move what it kept to the permanent
+    generation."""
+    if phase == "stop":
+        import gc
+
+        gc.freeze()
 
 
 def get_flow() -> Dataflow:

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     #: librdkafka ``fetch.wait.max.ms`` of the flow's consumer (its default is 500)
     kafka_fetch_wait_ms: int = Field(default=100, ge=0)
     #: generation-0 threshold of the flow process's cyclic GC; 0 keeps Python's defaults
-    dataflow_gc_threshold: int = Field(default=1_000_000, ge=0)
+    dataflow_gc_threshold: int = Field(default=50_000, ge=0)
 
     # Population priors (the population process, ``python -m dataflows.population_run``).
     population_refit_every: int = Field(default=50, ge=1)
