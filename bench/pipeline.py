@@ -15,7 +15,7 @@ b. **end to end**: the dataflow (``python -m dataflows.run``, recovery on) is st
    and where the CPU went: per event in the flow, the broker, Redis and the whole machine
    (``/proc/stat``: on a shared machine the difference is other work);
 c. **freshness under live load**: with the flow running, a separate process produces fresh
-   events (event time = send time) at a fixed rate (default 20k/s for 15 s; producer
+   events (event time = send time) at a fixed rate (default 20k/s for 45 s; producer
    ``linger.ms`` 20 as the gateway's own producer batches, ``--linger-ms``) and, every
    50 ms, a probe pair (``DecisionMade`` + explicit
    ``FeedbackGiven``) for one of 10 probe agents. Freshness = Redis showing the probe
@@ -24,7 +24,11 @@ c. **freshness under live load**: with the flow running, a separate process prod
    once the agent's watermark passes it (allowed lateness, or the idle fallback
    ``RF_IDLE_WATERMARK_SECONDS``, both 0.25 s by default); a probe agent's watermark passes
    its feedback when its next probe pair (0.5 s later) arrives. The cores each process used
-   from the start of the load until the flow drained it are printed.
+   from the start of the load until the flow drained it are printed. The load runs 45 s,
+   longer than the flow's snapshot interval (30 s), so that the window holds an epoch end:
+   each re-pickles and writes the state of every agent the epoch touched, the flow's
+   largest stall (until 2026-12-05 the load ran 15 s and usually missed it; the table says
+   how many epoch ends the window held).
 
 Prints a table, writes ``bench/out/pipeline.json``. Everything is bounded in count and time,
 loopback only; every child process is stopped on exit (also on Ctrl-C / SIGTERM).
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -236,6 +241,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                     series.append((round(t_send - live["t0"], 3), round(t_seen - t_send, 4)))
             dur = live["t1"] - live["t0"]
             span_s = (drained or time.time()) - live["t0"]
+            # the flow's epochs end every snapshot_seconds from when it started running (each
+            # re-pickles and writes the state of every agent it touched: the largest stall)
+            first_epoch = math.ceil((live["t0"] - t_ready) / s.snapshot_seconds)
+            last_epoch = math.floor((live["t1"] - t_ready) / s.snapshot_seconds)
+            epochs = max(0, last_epoch - first_epoch + 1)
             result["freshness"] = {
                 "target_rate": args.rate, "seconds": round(dur, 2),
                 "produced": live["produced"], "planned": live["planned"],
@@ -246,6 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 "p50_s": _r(_pct(fresh, 0.5)), "p90_s": _r(_pct(fresh, 0.9)),
                 "p99_s": _r(_pct(fresh, 0.99)), "max_s": _r(max(fresh) if fresh else None),
                 "drain_after_stop_s": round(drained - t_stop, 3) if drained else None,
+                "epoch_ends_in_window": epochs,
                 "consumed_all": drained is not None,
                 "flow_cpu_share": round((cpu1 - cpu0) / ((drained or time.time()) - live["t0"]),
                                         2),
@@ -342,6 +353,11 @@ def table(res: dict[str, Any]) -> str:
             f"  {'  freshness max':<44}{_fmt(f['max_s'])}",
             f"  {'  probes (missing)':<44}{f['probes']:>10} ({f['probes_missing']})",
             f"  {'  drain after the load stopped':<44}{_fmt(f['drain_after_stop_s'])}",
+            f"  {'  epoch snapshots inside the load (about)':<44}"
+            f"{f.get('epoch_ends_in_window', 'n/a'):>10}"
+            + ("" if f.get("epoch_ends_in_window") else
+               "  (none: the p99 leaves out the snapshot stall; use --live-seconds >= "
+               f"{res['variant'].get('snapshot_seconds') or 30:g})"),
             "  cores busy (load start to drained): " + ", ".join(
                 f"{k} {v}" for k, v in f["cpu_cores"].items()),
             f"  note: freshness {f['note']}"]
@@ -364,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--rate", type=float, default=20_000.0, help="live load events/s (c)")
-    p.add_argument("--live-seconds", type=float, default=15.0, help="0 skips (c)")
+    p.add_argument("--live-seconds", type=float, default=45.0,
+                   help="0 skips (c); at least the snapshot interval, so that the window "
+                        "holds an epoch end")
     p.add_argument("--probe-ms", type=float, default=50.0)
     p.add_argument("--linger-ms", type=int, default=LIVE_LINGER_MS,
                    help="linger.ms of the live load's producer (default: the gateway's)")
