@@ -268,9 +268,9 @@ class AgentState:
                     and nxt_pub <= wm:  # after whatever closes or arrives before it
                 self.seq += 1
                 self._publish(nxt_pub, out, deferred=True)
-            elif nxt_dl <= nxt_ev and nxt_dl <= wm:
+            elif first is not None and nxt_dl <= nxt_ev and nxt_dl <= wm:
                 self.seq += 1
-                self._close(first[0], nxt_dl, "timeout", out)  # type: ignore[index]
+                self._close(first[0], nxt_dl, "timeout", out)
             elif nxt_ev <= wm:
                 ts, _, _, ev, meta, _ = pop(buf)
                 self.seq += 1

@@ -68,3 +68,40 @@ def test_a_snapshot_pickles_only_the_buckets_that_changed():
     same = [b for b, blob in state.items() if cached.get(b) is blob]
     assert sorted(set(state) - set(same)) == [0, 5, 10]
     assert len(same) == 8
+
+
+def test_an_agent_snapshotted_before_open_decisions_restores_and_closes_in_order():
+    """A recovery snapshot of the older layout (a dict of open decisions, a heap of
+    deadlines, every decision per user) restores into OpenDecisions and newest-per-user."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from dataflows.agent_state import AgentState
+    from dataflows.join_types import JoinConfig
+    from dataflows.reward_model import load_reward_model
+    from schemas.events import DecisionMade, SignalObserved
+
+    cfg = JoinConfig(load_reward_model(), idle=None, window=60.0)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    st = AgentState("default", "a1", cfg)
+    ds = [DecisionMade(decision_id=uuid.UUID(int=i + 1), agent_id="a1", user_id="u",
+                       action="x", propensity=0.5, explored=False, policy_version=0,
+                       bucket="*", ts=t0 + timedelta(seconds=i)) for i in range(3)]
+    for d in ds:
+        st.ingest(d, ("t", 0, 0), now=0.0)
+    st.advance(0.0, floor=(t0 + timedelta(seconds=5)).timestamp())
+    state = st.__getstate__()
+    records = {did: st.open[did] for did in st.open}
+    state["open"] = dict(reversed(list(records.items())))  # any order
+    state["deadlines"] = sorted((r[3] + 60.0, did) for did, r in records.items())
+    state["by_user"] = {"u": [(r[3], did) for did, r in records.items()]}
+    old = AgentState.__new__(AgentState)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    old.cfg = cfg
+    assert sorted(old.open) == sorted(records) and old.by_user["u"][1] == str(ds[2].decision_id)
+    sig = SignalObserved(agent_id="a1", user_id="u", kind="sentiment", value=0.5,
+                         ts=t0 + timedelta(seconds=6))  # credited to the newest decision
+    old.ingest(sig, ("t", 0, 1), now=0.0)
+    out = old.advance(0.0, floor=(t0 + timedelta(seconds=100)).timestamp())
+    assert [r["decision_id"] for r in out.rewards] == [str(d.decision_id) for d in ds]
+    assert [r["n_signals"] for r in out.rewards] == [0, 0, 1]
