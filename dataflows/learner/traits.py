@@ -185,9 +185,11 @@ class TraitTuning:
             return ""
         self.traits[trait] = new
         d = self.current_delta
-        return (f"{trait} {cur:.2f} -> {new:.2f}: the {'+' if sign > 0 else '-'}{d:g} probe won "
-                f"(mean reward {pm:+.2f} over {int(pos.mean.n)} vs {nm:+.2f} over "
-                f"{int(neg.mean.n)}, z={z:+.1f})")
+        won, lost = ((pm, pos, "+"), (nm, neg, "-")) if sign > 0 else ((nm, neg, "-"),
+                                                                        (pm, pos, "+"))
+        return (f"{trait} {cur:.2f} -> {new:.2f}: the {won[2]}{d:g} probe won (mean reward "
+                f"{won[0]:+.2f} over {int(won[1].mean.n)} against {lost[0]:+.2f} over "
+                f"{int(lost[1].mean.n)} for {lost[2]}{d:g}, z={z:+.1f})")
 
     def _rescale(self) -> list[str]:
         """Widen the probes while they cost nothing; narrow them again when they clearly do."""
