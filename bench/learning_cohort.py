@@ -48,8 +48,7 @@ def run_cohort(people: list[Person], seed: int, algorithm: str, weeks: int,
     def on_round(slot: int, _records: list[dict[str, Any]]) -> None:
         nonlocal observed
         event_ts = slot_time(slot).timestamp()
-        if handoff.every <= 0 or (handoff.last is not None
-                                  and event_ts < handoff.last + handoff.every):
+        if not handoff.due(event_ts):
             return
         pop = Population("default", TEMPLATE, actions=actions,
                          min_rewards=s.population_min_rewards)

@@ -9,13 +9,13 @@ co-partitioned flow processes each get their own agents'), at most once per ``ev
 seconds of event time (the newest policy time the population has read), and only to agents
 with at least ``min_rewards`` rewards of their own.
 
-Both limits matter (``python -m bench.learning_sweep life --cohort``: a life-world cohort of
-15 people starting together without a prior). A prior fitted on a few days of evidence has
-blind spots (an action no one of an archetype tried yet reads as bad), and an agent handed
-it before it has explored on its own stops exploring where the prior is wrong; handed
-after about a week (28 rewards), daily, every archetype reached 0.95-0.96 of the oracle in
-week 4 against 0.86-0.89 for people learning alone (seeds 0-11); handed from day one,
-5 of 36 seed x archetype cells stayed below 0.90.
+Both limits matter. A prior fitted on a few days of evidence has blind spots (an action no
+one of an archetype tried yet reads as bad), and an agent handed it before it has explored
+on its own stops exploring where the prior is wrong. Handed after about a week (28 rewards),
+daily, a life-world cohort of 15 people starting together without a prior had every
+archetype at 0.95-0.97 of the oracle in week 4, against 0.86-0.90 for the same people alone
+(``python -m bench.learning_sweep life --cohort``, seeds 0-11); handed from day one (a
+scratch experiment), 5 of 36 seed x archetype cells stayed below 0.90.
 
 >>> from dataflows.population import Population
 >>> from schemas.priors import Archetype
@@ -80,14 +80,16 @@ class Handoff:
         cannot tell apart yet, and handing it over once cost a cohort's workhorses 0.86 of
         the oracle in week 4 against 0.99 without that hand-off (life world, seed 3).
         """
-        if self.every <= 0 or event_ts is None or len(prior.archetypes) < 2:
-            return []
-        if self.last is not None and event_ts < self.last + self.every:
+        if event_ts is None or not self.due(event_ts) or len(prior.archetypes) < 2:
             return []
         agents = [a for a in pop.tables if pop.rewards(a) >= self.min_rewards]
         if agents:
             self.last = event_ts
         return agents
+
+    def due(self, event_ts: float) -> bool:
+        """Whether a hand-off may happen at event time ``event_ts``."""
+        return self.every > 0 and (self.last is None or event_ts >= self.last + self.every)
 
     def record(self, version: int, keep: int = 2) -> None:
         """Remember that ``version`` was handed off (the newest ``keep`` are kept: agents'
