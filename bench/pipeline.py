@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 "p50_s": _r(_pct(fresh, 0.5)), "p90_s": _r(_pct(fresh, 0.9)),
                 "p99_s": _r(_pct(fresh, 0.99)), "max_s": _r(max(fresh) if fresh else None),
                 "drain_after_stop_s": round(drained - t_stop, 3) if drained else None,
-                "epoch_ends_in_window": epochs,
+                "epoch_ends_in_window": epochs, "snapshot_seconds": s.snapshot_seconds,
                 "consumed_all": drained is not None,
                 "flow_cpu_share": round((cpu1 - cpu0) / ((drained or time.time()) - live["t0"]),
                                         2),
@@ -357,7 +357,7 @@ def table(res: dict[str, Any]) -> str:
             f"{f.get('epoch_ends_in_window', 'n/a'):>10}"
             + ("" if f.get("epoch_ends_in_window") else
                "  (none: the p99 leaves out the snapshot stall; use --live-seconds >= "
-               f"{res['variant'].get('snapshot_seconds') or 30:g})"),
+               f"{f['snapshot_seconds']:g})"),
             "  cores busy (load start to drained): " + ", ".join(
                 f"{k} {v}" for k, v in f["cpu_cores"].items()),
             f"  note: freshness {f['note']}"]
