@@ -26,9 +26,11 @@ c. **freshness under live load**: with the flow running, a separate process prod
    its feedback when its next probe pair (0.5 s later) arrives. The cores each process used
    from the start of the load until the flow drained it are printed. The load runs 45 s,
    longer than the flow's snapshot interval (30 s), so that the window holds an epoch end:
-   each re-pickles and writes the state of every agent the epoch touched, the flow's
-   largest stall (until 2026-12-05 the load ran 15 s and usually missed it; the table says
-   how many epoch ends the window held).
+   each pickles what the epoch changed in every agent it touched and Bytewax writes the
+   agents' small state (their bulk is in the cold store, ``dataflows/cold_store.py``), the
+   flow's largest stall, whose mean per process the table gives from the flow's own
+   metrics (until 2026-12-05 the load ran 15 s and usually missed it; the table says how
+   many epoch ends the window held).
 
 Prints a table, writes ``bench/out/pipeline.json``. Everything is bounded in count and time,
 loopback only; every child process is stopped on exit (also on Ctrl-C / SIGTERM).
@@ -241,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                     series.append((round(t_send - live["t0"], 3), round(t_seen - t_send, 4)))
             dur = live["t1"] - live["t0"]
             span_s = (drained or time.time()) - live["t0"]
+            snaps = flow.snapshots()
             # the flow's epochs end every snapshot_seconds from when it started running (each
             # re-pickles and writes the state of every agent it touched: the largest stall)
             first_epoch = math.ceil((live["t0"] - t_ready) / s.snapshot_seconds)
@@ -257,6 +260,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 "p99_s": _r(_pct(fresh, 0.99)), "max_s": _r(max(fresh) if fresh else None),
                 "drain_after_stop_s": round(drained - t_stop, 3) if drained else None,
                 "epoch_ends_in_window": epochs, "snapshot_seconds": s.snapshot_seconds,
+                # every epoch end of the run (each process snapshots its agent_shards shards)
+                "epoch_end_snapshot_s_per_process": round(
+                    snaps["snapshot_s"] / (snaps["snapshot_calls"] / s.agent_shards), 3)
+                if snaps["snapshot_calls"] else None,
+                "epoch_end_mb_to_bytewax_per_process": round(
+                    snaps["snapshot_bytes"] / (snaps["snapshot_calls"] / s.agent_shards) / 1e6,
+                    1) if snaps["snapshot_calls"] else None,
+                "cold_store_mb": round(snaps["cold_bytes"] / 1e6, 1),
                 "consumed_all": drained is not None,
                 "flow_cpu_share": round((cpu1 - cpu0) / ((drained or time.time()) - live["t0"]),
                                         2),
@@ -358,6 +369,10 @@ def table(res: dict[str, Any]) -> str:
             + ("" if f.get("epoch_ends_in_window") else
                "  (none: the p99 leaves out the snapshot stall; use --live-seconds >= "
                f"{f['snapshot_seconds']:g})"),
+            f"  {'  epoch end: shard snapshots, per process':<44}"
+            f"{_fmt(f.get('epoch_end_snapshot_s_per_process'))}",
+            f"  {'  epoch end: MB to Bytewax / in cold store':<44}"
+            f"{f.get('epoch_end_mb_to_bytewax_per_process')} / {f.get('cold_store_mb')}",
             "  cores busy (load start to drained): " + ", ".join(
                 f"{k} {v}" for k, v in f["cpu_cores"].items()),
             f"  note: freshness {f['note']}"]

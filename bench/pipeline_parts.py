@@ -151,9 +151,27 @@ class Flow:
 
     def sink_seconds(self) -> dict[str, float]:
         """Seconds the flow processes spent in sink calls so far (their Prometheus sums)."""
+        sums = self.metric_sums()
+        return {"redis": sums["redis"], "kafka": sums["kafka"]}
+
+    def snapshots(self) -> dict[str, float]:
+        """The flow processes' epoch-end snapshots so far: shard snapshot seconds and calls,
+        bytes handed to Bytewax, bytes in the cold stores (their Prometheus series)."""
+        sums = self.metric_sums()
+        return {k: sums[k] for k in ("snapshot_s", "snapshot_calls", "snapshot_bytes",
+                                     "cold_bytes")}
+
+    def metric_sums(self) -> dict[str, float]:
+        """A few of the flow processes' Prometheus series, summed over the processes."""
         import urllib.request
 
-        out = {"redis": 0.0, "kafka": 0.0}
+        series = {"redis": "rewardflow_redis_write_seconds_sum",
+                  "kafka": "rewardflow_kafka_write_seconds_sum",
+                  "snapshot_s": "rewardflow_state_snapshot_seconds_sum",
+                  "snapshot_calls": "rewardflow_state_snapshot_seconds_count",
+                  "snapshot_bytes": "rewardflow_state_snapshot_bytes_total",
+                  "cold_bytes": "rewardflow_cold_store_bytes"}
+        out = dict.fromkeys(series, 0.0)
         for i in range(self.procs):
             url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
             try:
@@ -162,8 +180,8 @@ class Flow:
             except OSError:
                 continue
             for line in text.splitlines():
-                for name in out:
-                    if line.startswith(f"rewardflow_{name}_write_seconds_sum"):
+                for name, prefix in series.items():
+                    if line.startswith(prefix + " "):
                         out[name] += float(line.split()[-1])
         return {k: round(v, 3) for k, v in out.items()}
 

@@ -73,6 +73,14 @@ _RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "PriorAssigned": 0,
 _STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "PriorAssigned": "d",
            "DecisionMade": "d", "FeedbackGiven": "s", "SignalObserved": "s"}
 NEG_INF = -math.inf
+#: events between two :meth:`AgentState._compact` calls
+COMPACT_EVERY = 64
+#: seconds of event time behind the watermark after which an open-decision bucket is pickled
+#: as the agent goes (signals mostly join a decision within seconds; one that comes later
+#: makes its bucket pickle again)
+SEAL_LAG = 3.0
+#: dedup ids per chunk pickled as the agent goes
+CHUNK_IDS = 256
 
 # Open decision record layout (a list keeps snapshots small and fast).
 # _FEAT: the decision's linear-scoring features (None unless the agent declares features;
@@ -109,6 +117,7 @@ class AgentState:
         self.cfg = cfg
         self.seq = 0
         self.pruned_at = 0
+        self.compacted_at = 0
         self.counts: dict[str, int] = {"in": 0, "duplicates": 0, "late": 0, "dlq": 0,
                                        "decisions": 0, "joined": 0, "agents": 0, "rewards": 0}
         #: event ids (as ints) applied within the dedup horizon
@@ -281,7 +290,24 @@ class AgentState:
         if self.seq - self.pruned_at >= 512:
             self.pruned_at = self.seq
             self._prune()
+        if self.seq - self.compacted_at >= COMPACT_EVERY:
+            self.compacted_at = self.seq
+            self._compact()
         return out
+
+    def _compact(self) -> None:
+        """Pickle, as the agent goes, what its next snapshot would otherwise pickle all at
+        the epoch end: open-decision buckets ``SEAL_LAG`` behind the watermark, the dedup
+        ids in chunks of ``CHUNK_IDS``, and one piece for each dedup bucket the watermark
+        has passed (with recovery on, the cold store writes them in the background). The
+        epoch end is left with the last few seconds of each agent."""
+        wm = self.wm
+        self.open.seal(wm - SEAL_LAG)
+        # what the watermark passed no longer changes: its chunks merge into one piece
+        self.seen.seal(wm)
+        self.closed.seal(wm - self.cfg.window)  # a decision closes up to a window late
+        self.seen.chunk(CHUNK_IDS)
+        self.closed.chunk(CHUNK_IDS)
 
     def _prune(self) -> None:
         horizon = self.wm - self.cfg.dedup_horizon
@@ -412,9 +438,6 @@ class AgentState:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("cfg", None)  # configuration is re-attached on restore, not snapshotted
-        # what the watermark passed no longer changes: its ids pickle once (dataflows.dedup)
-        self.seen.seal(self.wm)
-        self.closed.seal(self.wm - self.cfg.window)  # a decision closes up to a window late
         # Buffered events as their JSON: a pickled event model costs ~9 us, its bytes ~0.
         state["buffer"] = [(ts, rank, key, None, meta,
                             raw if raw is not None else ev.model_dump_json().encode())
@@ -428,6 +451,7 @@ class AgentState:
                 ids = state[name] = ExpiringIds.for_horizon(JoinConfig.dedup_horizon)
                 for key, ts in old.items():
                     ids.add(key, ts)
+        state.setdefault("compacted_at", 0)  # snapshots from before the cold store
         state.setdefault("published_at", NEG_INF)  # snapshots from before policy_interval
         state.setdefault("publish_at", None)
         if isinstance(state.get("open"), dict):  # before dataflows.open_decisions

@@ -13,7 +13,10 @@ events; a shard applies them in that order and releases, for every agent with so
 what the tick watermark has passed (so feedback no longer waits for its agent's next event).
 
 Recovery state is the shard's agents, each pickled on its own and cached until the agent
-changes again (an epoch re-pickles only the agents it touched). The shard count is part of
+changes again (an epoch re-pickles only the agents it touched). Their bulk (dedup ids, open
+decisions no signal touched) is pickled once into the process's cold store and the pickles
+refer to it (:mod:`dataflows.cold_store`); each shard snapshot commits the store before it
+returns. The shard count is part of
 the recovery layout: change ``RF_AGENT_SHARDS`` (``Settings.agent_shards``) only with a
 fresh recovery store.
 """
@@ -32,6 +35,7 @@ import orjson
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows import cold_store
 from dataflows import metrics as _m
 from dataflows.agent_state import AgentState
 from dataflows.join_types import Emitted, JoinConfig, derived_str
@@ -284,6 +288,7 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
         #: the tick watermark, and agent -> event time of its next release or close
         self.ticks = TickClock(cfg.lateness)
         self.waiting: dict[str, float] = {}
+        self.snapshots = 0
         if resume is not None and not isinstance(resume, dict):
             raise ValueError(OLD_LAYOUT)  # per-agent state of the older layout
         for name, blob in (resume or {}).items():
@@ -380,8 +385,21 @@ class ShardLogic(StatefulBatchLogic[Any, Any, dict[str, bytes]]):
         return datetime.fromtimestamp(min(due.values()), UTC) if due else None
 
     def snapshot(self) -> dict[str, bytes]:
+        t0 = time.perf_counter()
+        self.snapshots += 1  # at most once an epoch: the cold store counts epochs by it
         blobs = self.blobs
+        size = 0
         for name, a in self.agents.items():
-            if name not in blobs:
-                blobs[name] = pickle.dumps(a.state, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = blobs.get(name)
+            if blob is None:
+                blob = blobs[name] = pickle.dumps(a.state, protocol=pickle.HIGHEST_PROTOCOL)
+            size += len(blob)
+        store = cold_store.active()
+        if store is not None:  # what the pickles refer to is on disk before Bytewax commits
+            store.flush(self.snapshots)
+        m = flow_metrics()
+        m.snapshot_seconds.observe(time.perf_counter() - t0)
+        m.snapshot_bytes.inc(size)
+        if store is not None:
+            m.cold_bytes.set(store.bytes)
         return dict(blobs)

@@ -79,6 +79,15 @@ class FlowMetrics(LabelCache):
                                   ["topic", "partition"], registry=r)
         self.watermark_lag = Gauge("rewardflow_watermark_lag_seconds",
                                    "Wall clock minus the newest agent watermark", registry=r)
+        self.snapshot_seconds = Histogram(
+            "rewardflow_state_snapshot_seconds",
+            "Time to snapshot one agent shard at an epoch end (pickling what changed and "
+            "committing the cold store)", buckets=_SECONDS, registry=r)
+        self.snapshot_bytes = Counter("rewardflow_state_snapshot_bytes_total",
+                                      "Bytes of agent shard snapshots handed to Bytewax",
+                                      registry=r)
+        self.cold_bytes = Gauge("rewardflow_cold_store_bytes",
+                                "Bytes of agent state in the process's cold store", registry=r)
         self._children = {}
 
     def events_in_for(self, topic: str, type_: str) -> Any:

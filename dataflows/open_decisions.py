@@ -21,12 +21,15 @@ from __future__ import annotations
 import bisect
 import math
 import pickle
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-#: buckets per reward window
-BUCKETS = 64
+from dataflows.cold_store import Frozen, drop, freeze, thaw
+
+#: buckets per reward window: an epoch end pickles the buckets the agent has not sealed
+#: yet (the newest, ``SEAL_LAG`` behind the watermark and one ``span`` wide: 2.3 s of the
+#: default 10-minute window)
+BUCKETS = 256
 
 Record = list[Any]
 
@@ -48,7 +51,7 @@ class OpenDecisions:
     (['d2'], True)
     """
 
-    __slots__ = ("_blobs", "_buckets", "_head", "_order", "_where", "span")
+    __slots__ = ("_blobs", "_buckets", "_head", "_order", "_pending", "_where", "span")
 
     def __init__(self, span: float) -> None:
         if not span > 0:
@@ -56,13 +59,15 @@ class OpenDecisions:
             raise ValueError(msg)
         self.span = float(span)
         #: bucket index -> {decision id: (record, ts)}, in the order added
-        self._buckets: dict[int, OrderedDict[str, tuple[Record, float]]] = {}
+        self._buckets: dict[int, dict[str, tuple[Record, float]]] = {}
         #: the bucket indexes, ascending
         self._order: list[int] = []
         #: decision id -> its bucket index (derived: rebuilt on restore, never pickled)
         self._where: dict[str, int] = {}
-        #: bucket index -> pickled bucket, until the bucket changes
-        self._blobs: dict[int, bytes] = {}
+        #: bucket index -> pickled bucket (or its cold-store reference), until it changes
+        self._blobs: dict[int, Frozen] = {}
+        #: buckets with no pickle: new or changed since (derived, never pickled)
+        self._pending: set[int] = set()
         #: :meth:`first`, until it changes (derived, never pickled)
         self._head: tuple[str, Record, float] | None = None
 
@@ -71,7 +76,7 @@ class OpenDecisions:
         """Buckets of ``window / BUCKETS`` seconds (at least one second).
 
         >>> OpenDecisions.for_window(600.0).span
-        9.375
+        2.34375
         """
         return cls(max(1.0, window / BUCKETS))
 
@@ -95,25 +100,46 @@ class OpenDecisions:
         b = math.floor(ts / self.span)
         bucket = self._buckets.get(b)
         if bucket is None:
-            bucket = self._buckets[b] = OrderedDict()
+            bucket = self._buckets[b] = {}
             bisect.insort(self._order, b)
         bucket[did] = (rec, ts)
         self._where[did] = b
-        self._blobs.pop(b, None)
+        self._changed(b)
         head = self._head
         if head is not None and ts <= head[2]:  # the same ts, a smaller id may come first
             self._head = None
 
+    def _changed(self, b: int) -> None:
+        piece = self._blobs.pop(b, None)
+        if piece is not None and piece.__class__ is int:
+            drop(piece)
+        self._pending.add(b)
+
+    def _pickle(self, b: int) -> None:
+        self._blobs[b] = freeze(pickle.dumps(self._buckets[b], protocol=pickle.HIGHEST_PROTOCOL))
+
+    def seal(self, before: float) -> None:
+        """Pickle now every new or changed bucket that ends at or before event time
+        ``before`` (the agent calls this as its watermark moves, so that an epoch end
+        pickles only the newest buckets; one that changes again is pickled again)."""
+        pending = self._pending
+        if pending and before != -math.inf:
+            last = math.floor(before / self.span)  # buckets < last end at or before it
+            done = [b for b in pending if b < last]
+            for b in done:
+                self._pickle(b)
+                pending.discard(b)
+
     def touch(self, did: str) -> Record:
         """The record of ``did``, to be changed in place (its bucket is pickled again)."""
         b = self._where[did]
-        self._blobs.pop(b, None)
+        self._changed(b)
         return self._buckets[b][did][0]
 
     def replace(self, did: str, rec: Record) -> None:
         """Put ``rec`` in place of ``did``'s record."""
         b = self._where[did]
-        self._blobs.pop(b, None)
+        self._changed(b)
         bucket = self._buckets[b]
         bucket[did] = (rec, bucket[did][1])
         self._head = None
@@ -123,13 +149,14 @@ class OpenDecisions:
         b = self._where.pop(did)
         bucket = self._buckets[b]
         rec = bucket.pop(did)[0]
-        self._blobs.pop(b, None)
+        self._changed(b)
         head = self._head
         if head is not None and head[0] == did:
             self._head = None
         if not bucket:
             del self._buckets[b]
             self._order.remove(b)
+            self._pending.discard(b)
         return rec
 
     def first(self) -> tuple[str, Record, float] | None:
@@ -150,17 +177,17 @@ class OpenDecisions:
         return head
 
     def __getstate__(self) -> dict[str, Any]:
-        blobs = self._blobs
-        for b, bucket in self._buckets.items():
-            if b not in blobs:
-                blobs[b] = pickle.dumps(bucket, protocol=pickle.HIGHEST_PROTOCOL)
-        return {"span": self.span, "buckets": dict(blobs)}
+        for b in self._pending:
+            self._pickle(b)
+        self._pending.clear()
+        return {"span": self.span, "buckets": dict(self._blobs)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.span = state["span"]
         self._buckets, self._blobs, self._where, self._head = {}, {}, {}, None
+        self._pending = set()
         for b, blob in state["buckets"].items():
-            bucket = pickle.loads(blob)  # noqa: S301 - our own recovery snapshot
+            bucket = pickle.loads(thaw(blob))  # noqa: S301 - our own recovery snapshot
             self._buckets[b] = bucket
             self._blobs[b] = blob
             for did in bucket:

@@ -28,6 +28,7 @@ from bytewax.dataflow import Dataflow
 from confluent_kafka import OFFSET_END, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from dataflows import cold_store
 from dataflows.flow import build_flow
 from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Routing, Share, check_store_layout, store_dir
@@ -294,6 +295,8 @@ def get_flow() -> Dataflow:
         RedisProjectionSink(settings.redis_url, settings.keys, settings.projection_ttl_seconds),
         settings,
     )
+    cold_store.open_for(cold_store.recovery_dir(sys.argv), proc,
+                        grace=2 * settings.snapshot_seconds)
     tune_gc(settings.dataflow_gc_threshold)
     log.info("dataflow ready: topics %s on %s, %d agent shards, batch %d, process %d of %d",
              ",".join(settings.topics.inputs), settings.kafka_bootstrap_servers,

@@ -35,17 +35,23 @@ def test_expiry_keeps_an_id_for_the_horizon_and_at_most_one_span_longer() -> Non
     assert len(ids) == sum(1 for k in added if k in ids)
 
 
-def test_pickle_round_trip_and_sealed_buckets_pickle_once() -> None:
+def test_each_snapshot_pickles_only_the_ids_added_since_the_last() -> None:
     ids = ExpiringIds(60.0)
     for i in range(300):
         ids.add(uuid.UUID(int=i + 1).int, float(i))  # buckets [0,60) .. [240,300)
-    ids.seal(before=125.0)  # [0,60) and [60,120) are final
-    state = ids.__getstate__()
-    kinds = {b: type(v).__name__ for b, v in state["buckets"].items()}
-    assert kinds == {0: "bytes", 1: "bytes", 2: "list", 3: "list", 4: "list"}
-    assert ids.__getstate__()["buckets"][0] is state["buckets"][0]  # kept, not re-pickled
+    first = ids.__getstate__()["chunks"]
+    assert {b: len(p) for b, p in first.items()} == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
+    ids.add(uuid.UUID(int=1000).int, 299.5)
+    second = ids.__getstate__()["chunks"]
+    assert second[0][0] is first[0][0]  # kept, not pickled again
+    assert pickle.loads(second[4][1]) == [uuid.UUID(int=1000).int]  # only the new id
+    ids.seal(before=125.0)  # [0,60) and [60,120) are final: one chunk each already
+    assert ids.__getstate__()["chunks"][1][0] is first[1][0]
+    ids.seal(before=300.0)  # [240,300) is final: its two chunks become one
+    merged = ids.__getstate__()["chunks"][4]
+    assert len(merged) == 1 and len(pickle.loads(merged[0])) == 61
     copy = pickle.loads(pickle.dumps(ids))
-    assert len(copy) == 300
+    assert len(copy) == 301
     assert all(uuid.UUID(int=i + 1).int in copy for i in range(300))
 
 
@@ -54,9 +60,21 @@ def test_an_id_filed_late_into_a_sealed_bucket_survives_the_snapshot() -> None:
     ids.add("early", 10.0)
     ids.seal(before=120.0)
     ids.add("control event applied late", 20.0)  # e.g. a rollback behind the watermark
-    assert isinstance(ids.__getstate__()["buckets"][0], list)  # unsealed
+    assert len(ids.__getstate__()["chunks"][0]) == 2  # a chunk of its own
     copy = pickle.loads(pickle.dumps(ids))
     assert "control event applied late" in copy and "early" in copy
+    ids.seal(before=120.0)
+    assert len(ids.__getstate__()["chunks"][0]) == 1  # merged again
+
+
+def test_a_snapshot_of_the_layout_before_chunks_restores() -> None:
+    old = {"span": 60.0, "buckets": {0: pickle.dumps(["a", "b"]), 1: ["c"]}}
+    ids = ExpiringIds.__new__(ExpiringIds)
+    ids.__setstate__(old)
+    assert sorted(k for k in "abcd" if k in ids) == ["a", "b", "c"]
+    ids.add("d", 70.0)
+    copy = pickle.loads(pickle.dumps(ids))
+    assert len(copy) == 4 and "d" in copy
 
 
 def test_span_must_be_positive() -> None:

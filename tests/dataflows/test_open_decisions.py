@@ -16,6 +16,7 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("pop"), st.integers(0, 50)),
     st.tuples(st.just("touch"), st.integers(0, 50)),
     st.tuples(st.just("pickle"), st.just(0)),
+    st.tuples(st.just("seal"), st.sampled_from([0.0, 5.0, 40.0])),
 ), max_size=200)
 
 
@@ -43,6 +44,8 @@ def test_behaves_like_a_dict_with_a_heap_of_deadlines(ops, seed):
                 ref[did].append("signal")
         elif kind == "pickle":
             od = pickle.loads(pickle.dumps(od))
+        elif kind == "seal":  # pickles ended buckets ahead of the snapshot: no visible change
+            od.seal(ts - value)
         while heap and heap[0][1] not in ref:  # the heap's lazy pruning
             heapq.heappop(heap)
         first = od.first()
@@ -68,6 +71,24 @@ def test_a_snapshot_pickles_only_the_buckets_that_changed():
     same = [b for b, blob in state.items() if cached.get(b) is blob]
     assert sorted(set(state) - set(same)) == [0, 5, 10]
     assert len(same) == 8
+
+
+def test_seal_pickles_ended_buckets_ahead_and_a_later_change_pickles_again():
+    od = OpenDecisions(span=10.0)
+    for i in range(30):
+        od.add(f"d{i:02d}", ["u", float(i)], float(i))  # buckets 0, 1, 2
+    od.seal(before=20.0)  # buckets 0 and 1 end by 20: pickled now, 2 waits
+    assert sorted(od._blobs) == [0, 1]
+    early = od._blobs[1]
+    od.touch("d15").append("signal")  # a late join changes bucket 1
+    assert 1 not in od._blobs
+    od.seal(before=20.0)
+    assert od._blobs[1] is not early
+    assert pickle.loads(od._blobs[1])["d15"][0] == ["u", 15.0, "signal"]
+    state = od.__getstate__()["buckets"]  # the snapshot pickles only bucket 2
+    assert state[0] is od._blobs[0] and sorted(state) == [0, 1, 2]
+    copy = pickle.loads(pickle.dumps(od))
+    assert copy["d15"] == ["u", 15.0, "signal"] and len(copy) == 30
 
 
 def test_an_agent_snapshotted_before_open_decisions_restores_and_closes_in_order():

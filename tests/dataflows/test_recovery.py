@@ -4,6 +4,10 @@ projections of an independent computation, nothing lost and nothing counted twic
 
 from __future__ import annotations
 
+import re
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from dataflows.reward_model import load_reward_model
@@ -70,15 +74,30 @@ def stream_and_ref(settings):
     return s, stream, ref, garbage
 
 
+def _cold_pieces(s) -> int:
+    """Committed pieces in the flow's cold store (0 before its first epoch end)."""
+    path = Path(s.recovery_dir) / "cold-0.db"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute("SELECT count(*) FROM pieces").fetchone()[0]
+        except sqlite3.OperationalError:  # the table is not created yet
+            return 0
+
+
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         stream_and_ref, redis_client, tmp_path):
     s, stream, ref, garbage = stream_and_ref
     agents = sorted(ref["agents"])
-    produce(s.kafka_bootstrap_servers, stream)
+    half = len(stream) // 2
+    produce(s.kafka_bootstrap_servers, stream[:half])
     proc = _start(s, tmp_path, "flow1")
-    wait_until(lambda: _ingested(redis_client, s, agents) > len(stream) // 3, timeout=60,
-               interval=0.05)
+    # an epoch end has snapshotted the agents (their bulk in the cold store) before the kill
+    wait_until(lambda: _ingested(redis_client, s, agents) > half // 3 and _cold_pieces(s) > 0,
+               timeout=60, interval=0.05)
     kill(proc)  # SIGKILL: no chance to flush or snapshot
+    produce(s.kafka_bootstrap_servers, stream[half:])
     assert _ingested(redis_client, s, agents) < len(stream) - garbage
     proc = _start(s, tmp_path, "flow2")
     try:
@@ -86,6 +105,13 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         _check_against_reference(snap, ref, s)
     finally:
         stop(proc)
+    # the restart resumed from those snapshots (not from the start of the topics), reading
+    # their pieces back from the cold store
+    restarted = (tmp_path / "flow2.log").read_text()
+    pieces = re.search(r"cold store \S+cold-0\.db: (\d+) pieces", restarted)
+    assert pieces is not None and int(pieces.group(1)) > 0, restarted[-2000:]
+    resumed = [int(n) for n in re.findall(r"first offset (\d+)", restarted)]
+    assert resumed and max(resumed) > 0, restarted[-2000:]
 
 
 def test_redis_restart_mid_stream_loses_nothing(stream_and_ref, redis_client, redis_server,

@@ -26,6 +26,9 @@ DATAFLOW_METRICS: dict[str, str] = {
     "rewardflow_kafka_write_seconds": "histogram",
     "rewardflow_consumer_lag": "gauge",  # {topic, partition}
     "rewardflow_watermark_lag_seconds": "gauge",
+    "rewardflow_state_snapshot_seconds": "histogram",
+    "rewardflow_state_snapshot_bytes_total": "counter",
+    "rewardflow_cold_store_bytes": "gauge",
 }
 
 GATEWAY_METRICS: dict[str, str] = {
