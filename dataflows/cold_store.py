@@ -352,6 +352,12 @@ def freeze(data: bytes) -> Frozen:
     return data if store is None else store.put(data)
 
 
+def keep(piece: Frozen) -> Frozen:
+    """A piece read from a snapshot, as the restored state holds it: inline bytes (a snapshot
+    taken without a store, or before the cold store existed) move into the active store."""
+    return freeze(piece) if piece.__class__ is bytes and _ACTIVE is not None else piece  # type: ignore[arg-type]
+
+
 def thaw(piece: Frozen) -> bytes:
     """The bytes of a piece of a snapshot."""
     if piece.__class__ is bytes:

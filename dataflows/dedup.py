@@ -24,7 +24,7 @@ import pickle
 from collections.abc import Hashable
 from typing import Any
 
-from dataflows.cold_store import Frozen, drop, freeze, thaw
+from dataflows.cold_store import Frozen, drop, freeze, keep, thaw
 
 #: buckets per horizon: an id is kept at most ``horizon / BUCKETS`` longer than the horizon
 BUCKETS = 32
@@ -174,6 +174,6 @@ class ExpiringIds:
             for piece in pieces:
                 ids += pickle.loads(thaw(piece))  # noqa: S301 - our own recovery snapshot
             self._buckets[b] = ids
-            self._chunks[b] = list(pieces)
+            self._chunks[b] = [keep(p) for p in pieces]
             self._frozen[b] = len(ids)
             self._all.update(ids)

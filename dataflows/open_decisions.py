@@ -14,6 +14,11 @@ to the newest bucket and time out from the oldest one, in the order they were ad
 buckets in between change only when feedback closes one of their decisions or a signal
 joins it, and a snapshot copies their bytes instead of pickling them again. The oldest
 decision is the first of the oldest bucket, so no heap of deadlines is needed either.
+
+The agent seals buckets as its watermark passes them (:meth:`OpenDecisions.seal`), so the
+pickling happens as it goes rather than all at the epoch end; with recovery on, each pickle
+goes to the process's cold store (:mod:`dataflows.cold_store`) and the snapshot carries its
+reference.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pickle
 from collections.abc import Iterator
 from typing import Any
 
-from dataflows.cold_store import Frozen, drop, freeze, thaw
+from dataflows.cold_store import Frozen, drop, freeze, keep, thaw
 
 #: buckets per reward window: an epoch end pickles the buckets the agent has not sealed
 #: yet (the newest, ``SEAL_LAG`` behind the watermark and one ``span`` wide: 2.3 s of the
@@ -189,7 +194,7 @@ class OpenDecisions:
         for b, blob in state["buckets"].items():
             bucket = pickle.loads(thaw(blob))  # noqa: S301 - our own recovery snapshot
             self._buckets[b] = bucket
-            self._blobs[b] = blob
+            self._blobs[b] = keep(blob)
             for did in bucket:
                 self._where[did] = b
         self._order = sorted(self._buckets)

@@ -149,3 +149,28 @@ def test_an_agent_snapshots_references_and_restores_exactly_in_a_new_process(sto
     again.flush(1)  # the pieces the restored agent read survive the restart's sweep
     assert pickle.loads(pickle.dumps(restored)).counts == restored.counts  # noqa: S301
     again.close()
+
+
+def test_a_snapshot_taken_without_a_store_moves_its_pieces_into_one_on_restore(path):
+    from dataflows.dedup import ExpiringIds
+    from dataflows.open_decisions import OpenDecisions
+
+    ids, od = ExpiringIds(60.0), OpenDecisions(span=10.0)
+    for i in range(100):
+        ids.add(i, float(i))
+        od.add(f"d{i}", ["u", float(i)], float(i))
+    inline = pickle.dumps((ids, od))  # no store active: the pieces are bytes
+    store = ColdStore(path, grace=0.0)
+    store.open()
+    cold_store.activate(store)
+    try:
+        ids2, od2 = pickle.loads(inline)  # noqa: S301 - our own snapshot
+        store.flush(1)
+        assert all(type(p) is int for ps in ids2._chunks.values() for p in ps)
+        assert all(type(p) is int for p in od2._blobs.values())
+        again = _reopen(store, path)
+        ids3, od3 = pickle.loads(pickle.dumps((ids2, od2)))  # noqa: S301
+        assert len(ids3) == 100 and list(od3) == [f"d{i}" for i in range(100)]
+        again.close()
+    finally:
+        cold_store.activate(None)
