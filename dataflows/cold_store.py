@@ -98,6 +98,8 @@ class ColdStore:
         self._db_lock = threading.Lock()
         self._in_tx = False
         self._checkpoint = False
+        #: the writer's checkpointing connection
+        self._cp: sqlite3.Connection | None = None
         self._writer: threading.Thread | None = None
         self._wake = threading.Event()
         self._closing = False
@@ -142,6 +144,9 @@ class ColdStore:
         if self._writer is not None:
             self._writer.join(timeout=10)
             self._writer = None
+        if self._cp is not None:
+            self._cp.close()
+            self._cp = None
         with self._db_lock:
             if self._db is not None:
                 if self._in_tx:
@@ -224,9 +229,11 @@ class ColdStore:
                     items = self._take_staged()
                     if items:
                         self._insert(db, items)
-                    if self._checkpoint and not self._in_tx:
-                        self._checkpoint = False
-                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if self._checkpoint:  # on a connection of its own: writers never wait for it
+                    self._checkpoint = False
+                    if self._cp is None:
+                        self._cp = sqlite3.connect(self.path, check_same_thread=False)
+                    self._cp.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except Exception as exc:  # noqa: BLE001 - reported by the next flush
                 log.exception("cold store %s: the writer failed", self.path)
                 self._error = exc
@@ -269,6 +276,12 @@ class ColdStore:
                 if not self._swept:
                     self._sweep(db)
                 db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                msg = (f"cold store {self.path}: the epoch's pieces could not be committed "
+                       f"({exc}); the flow stops before Bytewax commits a snapshot that "
+                       f"refers to them")
+                raise ColdStoreError(msg) from exc
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

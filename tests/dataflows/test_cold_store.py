@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,17 @@ def test_a_snapshot_taken_without_a_store_moves_its_pieces_into_one_on_restore(p
         again.close()
     finally:
         cold_store.activate(None)
+
+
+def test_a_failed_write_stops_the_snapshot_with_the_store_named(store, path):
+    store._db.execute("PRAGMA query_only=1")  # every write fails, as on a full disk
+    store.put(b"piece")
+    with pytest.raises(ColdStoreError, match="could not be committed"):
+        store.flush(1)
+    store.put(b"x" * cold_store.WRITE_AHEAD_BYTES)  # the writer takes this one
+    for _ in range(100):
+        if store._error is not None:
+            break
+        time.sleep(0.05)
+    with pytest.raises(ColdStoreError, match="the writer failed"):
+        store.flush(2)
