@@ -16,9 +16,8 @@ Recovery state is the shard's agents, each pickled on its own and cached until t
 changes again (an epoch re-pickles only the agents it touched). Their bulk (dedup ids, open
 decisions no signal touched) is pickled once into the process's cold store and the pickles
 refer to it (:mod:`dataflows.cold_store`); each shard snapshot commits the store before it
-returns. The shard count is part of
-the recovery layout: change ``RF_AGENT_SHARDS`` (``Settings.agent_shards``) only with a
-fresh recovery store.
+returns. The shard count is part of the recovery layout: change ``RF_AGENT_SHARDS``
+(``Settings.agent_shards``) only with a fresh recovery store.
 """
 
 from __future__ import annotations
