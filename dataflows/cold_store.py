@@ -15,14 +15,15 @@ so a snapshot Bytewax commits never refers to a piece that is not on disk, and t
 end waits only for what came last.
 
 Deletion waits. A piece the agent no longer holds (its bucket expired or changed) is
-*released*, and deleted once ``ROUNDS`` more epochs have ended and ``grace`` seconds have
-passed: by then every epoch that Bytewax could resume from was snapshotted after the
-release, so none refers to it. Epoch ends are counted by the shards themselves (a shard is
-snapshotted at most once per epoch, so the largest count any shard reports never runs
-ahead of the epochs that ended; it can only lag, which delays deletion). A crash loses the
-releases not yet due and leaves the pieces of epochs that never committed; so the first
-flush after a start (once Bytewax has restored every shard, which it does before the first
-epoch) deletes every older piece the restored state did not read.
+*released*, and deleted (by the writer thread, committed with the next flush) once
+``ROUNDS`` more epochs have ended and ``grace`` seconds have passed: by then every epoch
+that Bytewax could resume from was snapshotted after the release, so none refers to it.
+Epoch ends are counted by the shards themselves (a shard is snapshotted at most once per
+epoch, so the largest count any shard reports never runs ahead of the epochs that ended; it
+can only lag, which delays deletion). A crash loses the releases not yet due and leaves the
+pieces of epochs that never committed; so the first flush after a start (once Bytewax has
+restored every shard, which it does before the first epoch) deletes every older piece the
+restored state did not read.
 
 The store is process-wide (:func:`activate`); the state classes reach it through
 :func:`freeze`, :func:`thaw` and :func:`drop`, which keep the bytes inline when no store is
@@ -37,9 +38,9 @@ active (no recovery, tests, benchmarks), so the same state pickles with or witho
 (True, [1, 2, 3])
 >>> store.flush(1); store.stats()["pieces"]
 1
->>> drop(ref); store.flush(2); store.stats()["pieces"]     # released in epoch 2 ...
+>>> drop(ref); store.flush(2); store.collect(); store.stats()["pieces"]  # released ...
 1
->>> store.flush(2 + ROUNDS); store.stats()["pieces"]        # ... deleted ROUNDS epochs on
+>>> store.flush(1 + ROUNDS); store.collect(); store.stats()["pieces"]  # ... and due
 0
 >>> activate(None); store.close()
 >>> freeze(b"inline")        # no store: the bytes themselves
@@ -48,6 +49,7 @@ b'inline'
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -229,6 +231,7 @@ class ColdStore:
                     items = self._take_staged()
                     if items:
                         self._insert(db, items)
+                    self._collect(db)
                 if self._checkpoint:  # on a connection of its own: writers never wait for it
                     self._checkpoint = False
                     if self._cp is None:
@@ -240,7 +243,7 @@ class ColdStore:
                 return
 
     def flush(self, round_: int = 0) -> None:
-        """Commit every piece put so far and delete the released ones that are due, in one
+        """Commit every piece put so far (and the deletions the writer made), in one
         transaction. ``round_``: how many times the calling shard has been snapshotted."""
         if self._error is not None:
             msg = f"cold store {self.path}: the writer failed: {self._error!r}"
@@ -248,13 +251,6 @@ class ColdStore:
         with self._lock:
             if round_ > self.round:
                 self.round = round_
-            due, epoch = time.monotonic() - self.grace, self.round - ROUNDS
-            rel = self._released
-            k = 0
-            while k < len(rel) and rel[k][0] <= due and rel[k][1] <= epoch:
-                k += 1
-            gone = [(ref,) for _, _, ref in rel[:k]]
-            del rel[:k]
         with self._db_lock:
             items = self._take_staged()
             db = self._db
@@ -263,7 +259,7 @@ class ColdStore:
                     msg = f"cold store {self.path} is not open"
                     raise ColdStoreError(msg)
                 return
-            if not items and not gone and self._swept and not self._in_tx:
+            if not items and self._swept and not self._in_tx:
                 return
             try:
                 if items:
@@ -271,8 +267,6 @@ class ColdStore:
                 elif not self._in_tx:
                     db.execute("BEGIN")
                     self._in_tx = True
-                if gone:
-                    self._delete(db, gone)
                 if not self._swept:
                     self._sweep(db)
                 db.execute("COMMIT")
@@ -290,14 +284,36 @@ class ColdStore:
             self._swept = True
             self._checkpoint = True
 
-    def _delete(self, db: sqlite3.Connection, refs: list[tuple[int]]) -> None:
-        size = 0
-        for (ref,) in refs:
-            row = db.execute("SELECT length(data) FROM pieces WHERE ref = ?", (ref,)).fetchone()
-            if row is not None:
-                size += row[0]
-                self.pieces -= 1
-        db.executemany("DELETE FROM pieces WHERE ref = ?", refs)
+    def collect(self) -> None:
+        """Delete the released pieces that are due (``ROUNDS`` epoch ends and ``grace``
+        seconds after their release), in the open transaction that the next :meth:`flush`
+        commits. The writer thread calls it, so the epoch end does not wait for deletions."""
+        with self._db_lock:
+            if self._db is not None:
+                self._collect(self._db)
+
+    def _collect(self, db: sqlite3.Connection) -> None:
+        """(with ``_db_lock``) :meth:`collect`."""
+        with self._lock:
+            due, epoch = time.monotonic() - self.grace, self.round - ROUNDS
+            rel = self._released
+            k = 0
+            while k < len(rel) and rel[k][0] <= due and rel[k][1] <= epoch:
+                k += 1
+            gone = [ref for _, _, ref in rel[:k]]
+            del rel[:k]
+        if gone:
+            if not self._in_tx:
+                db.execute("BEGIN")
+                self._in_tx = True
+            self._delete(db, gone)
+
+    def _delete(self, db: sqlite3.Connection, refs: list[int]) -> None:
+        ids = (json.dumps(refs),)  # one parameter: a JSON array the statements read
+        n, size = db.execute("SELECT count(*), coalesce(sum(length(data)), 0) FROM pieces "
+                             "WHERE ref IN (SELECT value FROM json_each(?))", ids).fetchone()
+        db.execute("DELETE FROM pieces WHERE ref IN (SELECT value FROM json_each(?))", ids)
+        self.pieces -= n
         self.bytes -= size
 
     def _sweep(self, db: sqlite3.Connection) -> None:
