@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -303,9 +304,12 @@ class AgentState:
         epoch end is left with the last few seconds of each agent."""
         wm = self.wm
         self.open.seal(wm - SEAL_LAG)
-        # what the watermark passed no longer changes: its chunks merge into one piece
-        self.seen.seal(wm)
-        self.closed.seal(wm - self.cfg.window)  # a decision closes up to a window late
+        # What the watermark passed no longer changes: its chunks merge into one piece. The
+        # buckets are aligned in event time, so every agent would merge at the same moment:
+        # each waits a fraction of a bucket of its own (from its id) to spread the work.
+        lag = (zlib.crc32(self.agent_id.encode()) % 997) / 997 * self.seen.span
+        self.seen.seal(wm - lag)
+        self.closed.seal(wm - self.cfg.window - lag)  # a decision closes up to a window late
         self.seen.chunk(CHUNK_IDS)
         self.closed.chunk(CHUNK_IDS)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 import uuid
@@ -12,7 +13,7 @@ from dataflows.agent_state import AgentState
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import JoinConfig
 from dataflows.reward_model import load_reward_model
-from schemas.events import DecisionMade
+from schemas.events import DecisionMade, FeedbackGiven
 
 
 def test_expiry_keeps_an_id_for_the_horizon_and_at_most_one_span_longer() -> None:
@@ -132,3 +133,23 @@ def test_state_growth_bench_runs_and_keeps_every_id_within_the_horizon(
     out = capsys.readouterr().out
     for row in ("snapshot (agent touched this epoch)", "restore", "prune (every 512 events)"):
         assert row in out
+
+
+def test_an_agent_merges_the_chunks_of_buckets_its_watermark_passed_as_it_goes() -> None:
+    cfg = JoinConfig(load_reward_model(), idle=None, dedup_horizon=3200.0)  # 100 s buckets
+    st = AgentState("default", "a1", cfg)
+    t0 = 1_700_000_000.0
+    for i in range(1200):  # 20 minutes, a decision and its feedback a second
+        d = _decision()
+        d = d.model_copy(update={"ts": d.ts.fromtimestamp(t0 + i, d.ts.tzinfo)})
+        st.ingest(d, ("t", 0, i), now=0.0)
+        st.ingest(FeedbackGiven(decision_id=d.decision_id, agent_id="a1", user_id="u",
+                                kind="thumbs", value=1.0, ts=d.ts), ("s", 0, i), now=0.0)
+    span = st.seen.span
+    last = math.floor((st.wm - span) / span)  # every bucket that ended a span ago or more
+    chunks = st.seen._chunks
+    assert all(len(chunks[b]) == 1 for b in chunks if b < last)
+    assert sum(len(pickle.loads(p)) for b in chunks if b < last for p in chunks[b]) \
+        == sum(len(st.seen._buckets[b]) for b in chunks if b < last) > 900
+    copy = pickle.loads(pickle.dumps(st))
+    assert len(copy.seen) == len(st.seen) == 2400
