@@ -31,6 +31,7 @@ from bench.pipeline_load import _iso, mixed_events
 from dataflows import cold_store
 from dataflows.agent_state import AgentState
 from dataflows.flow import join_config
+from dataflows.recovery_store import open_cold_store
 from schemas.events import EVENT_ADAPTER
 from schemas.settings import Settings
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     # with recovery on, the pieces live in the process's cold store: the snapshot Bytewax
     # writes carries their references
     with tempfile.TemporaryDirectory() as tmp:
-        store = cold_store.open_for(Path(tmp), 0, grace=0.0)
+        store = open_cold_store(Path(tmp), 0, grace=0.0)
         try:
             cold = pickle.loads(blob)  # noqa: S301 - restored with a store: pieces move there
             cold.cfg = st.cfg

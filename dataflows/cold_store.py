@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -332,37 +331,6 @@ class ColdStore:
     def stats(self) -> dict[str, Any]:
         """Pieces and bytes on disk (after the last flush), and releases waiting."""
         return {"pieces": self.pieces, "bytes": self.bytes, "waiting": len(self._released)}
-
-
-def recovery_dir(argv: list[str]) -> Path | None:
-    """The recovery directory ``bytewax.run`` was started with (``-r DIR``,
-    ``--recovery-directory DIR`` or ``BYTEWAX_RECOVERY_DIRECTORY``), or None.
-
-    >>> recovery_dir(["run.py", "dataflows.run:get_flow()", "-r", "var/rec", "-s", "30"])
-    PosixPath('var/rec')
-    >>> recovery_dir(["run.py", "x", "--recovery-directory=/r"]), recovery_dir(["run.py"])
-    (PosixPath('/r'), None)
-    """
-    for i, arg in enumerate(argv):
-        if arg in ("-r", "--recovery-directory") and i + 1 < len(argv):
-            return Path(argv[i + 1])
-        if arg.startswith("--recovery-directory="):
-            return Path(arg.split("=", 1)[1])
-    env = os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")
-    return Path(env) if env else None
-
-
-def open_for(directory: Path | None, proc: int, grace: float) -> ColdStore | None:
-    """With recovery on (``directory``), open and activate flow process ``proc``'s store in
-    its recovery directory; without, deactivate (agent state stays inline in snapshots)."""
-    if directory is None:
-        activate(None)
-        return None
-    store = ColdStore(directory / f"cold-{proc}.db", grace=grace)
-    store.open()
-    activate(store)
-    log.info("cold store %s: %d pieces, %.1f MB", store.path, store.pieces, store.bytes / 1e6)
-    return store
 
 
 def activate(store: ColdStore | None) -> None:

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     cmd = [sys.executable, "-m", "bytewax.run", "dataflows.population_run:get_flow()"]
     if not args.no_recovery:
-        from dataflows.run import ensure_recovery_store
+        from dataflows.recovery_store import ensure_recovery_store
 
         store = Path(settings.population_recovery_dir)
         ensure_recovery_store(store)

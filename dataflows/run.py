@@ -28,10 +28,10 @@ from bytewax.dataflow import Dataflow
 from confluent_kafka import OFFSET_END, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
-from dataflows import cold_store
 from dataflows.flow import build_flow
 from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Routing, Share, check_store_layout, store_dir
+from dataflows.recovery_store import ensure_recovery_store, open_cold_store, recovery_dir
 from dataflows.sinks import RedisProjectionSink, TimedKafkaSink
 from dataflows.source import kafka_partition
 from schemas.settings import Settings, get_settings
@@ -295,23 +295,13 @@ def get_flow() -> Dataflow:
         RedisProjectionSink(settings.redis_url, settings.keys, settings.projection_ttl_seconds),
         settings,
     )
-    cold_store.open_for(cold_store.recovery_dir(sys.argv), proc,
-                        grace=2 * settings.snapshot_seconds)
+    open_cold_store(recovery_dir(sys.argv), proc, grace=2 * settings.snapshot_seconds)
     tune_gc(settings.dataflow_gc_threshold)
     log.info("dataflow ready: topics %s on %s, %d agent shards, batch %d, process %d of %d",
              ",".join(settings.topics.inputs), settings.kafka_bootstrap_servers,
              settings.agent_shards, settings.dataflow_batch_size, share.index + 1,
              share.processes)
     return flow
-
-
-def ensure_recovery_store(path: Path, partitions: int = 1) -> None:
-    """Create a Bytewax recovery store at ``path`` unless one exists."""
-    if path.exists() and any(path.iterdir()):
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)],
-                   check=True)
 
 
 def _command(settings: Settings, workers: int, store: Path | None) -> list[str]:

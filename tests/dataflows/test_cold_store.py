@@ -107,10 +107,12 @@ def test_inline_bytes_without_a_store_and_a_clear_error_for_a_reference():
         cold_store.thaw(7)
 
 
-def test_open_for_follows_the_recovery_directory(tmp_path):
-    assert cold_store.open_for(None, 0, grace=1.0) is None
+def test_the_store_follows_the_recovery_directory(tmp_path):
+    from dataflows.recovery_store import open_cold_store, recovery_dir
+
+    assert open_cold_store(None, 0, grace=1.0) is None
     assert cold_store.active() is None
-    store = cold_store.open_for(tmp_path / "rec", 1, grace=1.0)
+    store = open_cold_store(tmp_path / "rec", 1, grace=1.0)
     try:
         assert store is not None and cold_store.active() is store
         assert store.path == tmp_path / "rec" / "cold-1.db"
@@ -118,7 +120,7 @@ def test_open_for_follows_the_recovery_directory(tmp_path):
         cold_store.activate(None)
         assert store is not None
         store.close()
-    assert cold_store.recovery_dir(["run.py", "mod:flow", "-r", "x", "-s", "1"]) == Path("x")
+    assert recovery_dir(["run.py", "mod:flow", "-r", "x", "-s", "1"]) == Path("x")
 
 
 def _decision(i: int, ts: float) -> DecisionMade:
