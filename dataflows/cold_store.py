@@ -71,7 +71,8 @@ WRITE_AHEAD_SECONDS = 0.5
 
 
 class ColdStoreError(RuntimeError):
-    """A snapshot refers to a piece the cold store does not have."""
+    """The cold store cannot serve a snapshot: a piece it does not have, a store that is
+    not open, or a write that failed (the flow stops before Bytewax commits the epoch)."""
 
 
 class ColdStore:
@@ -204,11 +205,16 @@ class ColdStore:
             items, self._staged, self._staged_bytes = self._staged, {}, 0
         return items
 
-    def _insert(self, db: sqlite3.Connection, items: dict[int, bytes]) -> None:
-        """(with ``_db_lock``) Insert ``items`` in the open transaction."""
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """(with ``_db_lock``) Open the transaction the next :meth:`flush` commits, unless
+        one is open."""
         if not self._in_tx:
             db.execute("BEGIN")
             self._in_tx = True
+
+    def _insert(self, db: sqlite3.Connection, items: dict[int, bytes]) -> None:
+        """(with ``_db_lock``) Insert ``items`` in the open transaction."""
+        self._begin(db)
         db.executemany("INSERT OR REPLACE INTO pieces (ref, data) VALUES (?, ?)",
                        items.items())
         self.pieces += len(items)
@@ -263,9 +269,8 @@ class ColdStore:
             try:
                 if items:
                     self._insert(db, items)
-                elif not self._in_tx:
-                    db.execute("BEGIN")
-                    self._in_tx = True
+                else:
+                    self._begin(db)
                 if not self._swept:
                     self._sweep(db)
                 db.execute("COMMIT")
@@ -302,9 +307,7 @@ class ColdStore:
             gone = [ref for _, _, ref in rel[:k]]
             del rel[:k]
         if gone:
-            if not self._in_tx:
-                db.execute("BEGIN")
-                self._in_tx = True
+            self._begin(db)
             self._delete(db, gone)
 
     def _delete(self, db: sqlite3.Connection, refs: list[int]) -> None:
