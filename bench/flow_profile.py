@@ -29,7 +29,8 @@ from bytewax.testing import TestingSource, run_main
 
 from bench.pipeline_load import _iso, live_schedule, mixed_events, stamped
 from dataflows.flow import build_flow
-from dataflows.run import _Msg, tune_gc
+from dataflows.kafka_source import _Msg
+from dataflows.run import tune_gc
 from dataflows.sinks import RedisProjectionSink, _RedisPartition
 from schemas.settings import Settings
 

@@ -52,7 +52,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,7 +73,11 @@ from bench.pipeline_parts import (
     _cpu_seconds,
     _pct,
     _pid,
+    _start_pyspy,
+    _stop_pyspy,
+    hist_quantile,
     machine_busy,
+    table,
     wait_consumed,
 )
 
@@ -206,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             svc0 = {k: _cpu_seconds(v) for k, v in svc.items()}
             own0 = time.process_time()
             busy0 = machine_busy()
+            wait0 = flow.histogram("rewardflow_input_wait_seconds")
             go.set()
             from tqdm import tqdm
             for _ in tqdm(range(int(args.live_seconds * 10)), desc="live load",
@@ -244,6 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             dur = live["t1"] - live["t0"]
             span_s = (drained or time.time()) - live["t0"]
             snaps = flow.snapshots()
+            wait1 = flow.histogram("rewardflow_input_wait_seconds")
             # the flow's epochs end every snapshot_seconds from when it started running (each
             # re-pickles and writes the state of every agent it touched: the largest stall)
             first_epoch = math.ceil((live["t0"] - t_ready) / s.snapshot_seconds)
@@ -259,6 +264,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 "p50_s": _r(_pct(fresh, 0.5)), "p90_s": _r(_pct(fresh, 0.9)),
                 "p99_s": _r(_pct(fresh, 0.99)), "max_s": _r(max(fresh) if fresh else None),
                 "drain_after_stop_s": round(drained - t_stop, 3) if drained else None,
+                # how long the oldest message of each poll waited for the flow
+                "input_wait_p50_s": _r(hist_quantile(wait0, wait1, 0.5)),
+                "input_wait_p99_s": _r(hist_quantile(wait0, wait1, 0.99)),
                 "epoch_ends_in_window": epochs, "snapshot_seconds": s.snapshot_seconds,
                 # every epoch end of the run (each process snapshots its agent_shards shards)
                 "epoch_end_snapshot_s_per_process": round(
@@ -312,81 +320,6 @@ def _label(args: argparse.Namespace) -> str:
     return (f"procs={args.flow_procs}{mode} batch={args.batch_size} "
             f"policy_every={args.policy_every} policy_interval={args.policy_interval:g}s "
             f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}")
-
-
-def _start_pyspy(out: str, pids: list[int]) -> list[subprocess.Popen[bytes]]:
-    exe = shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"  # noqa: S108
-    env = {**os.environ, "PYTHONPATH": "/tmp/pyspy"}  # noqa: S108
-    procs = []
-    for i, pid in enumerate(pids):
-        path = f"{out}.{i}.txt" if len(pids) > 1 else f"{out}.txt"
-        procs.append(subprocess.Popen([exe, "record", "-p", str(pid), "-f", "raw", "-o", path,
-                                       "-r", "200", "--nonblocking"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    return procs
-
-
-def _stop_pyspy(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def table(res: dict[str, Any]) -> str:
-    e, raw = res["end_to_end"], res["raw_consume"]
-    rows = [f"rewardflow pipeline benchmark [{res['label']}]",
-            f"  {res['events']} events, {res['agents']} agents, {res['machine']['cpus']} cpus, "
-            f"load before {res['machine']['load_before'][0]:.2f}",
-            f"  {'measure':<44}{'value':>14}",
-            f"  {'produce (confluent-kafka -> Tansu)':<44}{res['produce']['events_per_s']:>10} /s",
-            f"  {'raw consume (bare Consumer, batches 1000)':<44}{raw['msgs_per_s']:>10} /s",
-            f"  {'end to end (broker -> flow -> Redis)':<44}{e['events_per_s']:>10} /s",
-            f"  {'  ratio end to end / raw consume':<44}{e['ratio_to_raw_consume']:>14.3f}",
-            f"  {'  incl. flow process start':<44}{e['events_per_s_incl_startup']:>10} /s",
-            f"  {'  flow CPU per event':<44}{e['flow_cpu_us_per_event']:>11} us",
-            f"  {'  CPU/event flow, broker, Redis, machine':<44}"
-            f"{' / '.join(str(v) for v in e['cpu_us_per_event'].values())} us",
-            f"  {'  machine busy (of ' + str(res['machine']['cpus']) + ' cores)':<44}"
-            f"{e['machine_busy_cores']:>14}",
-            f"  {'  flow time in Redis / Kafka sink calls':<44}"
-            f"{e['sink_seconds']['redis']:>6.2f} / {e['sink_seconds']['kafka']:.2f} s"]
-    f = res.get("freshness")
-    if f:
-        rows += [
-            f"  {'live load: target / achieved rate':<44}{f['target_rate']:>7.0f} / "
-            f"{f['achieved_rate']:<6}/s",
-            f"  {'  freshness p50 (feedback -> Redis)':<44}{_fmt(f['p50_s'])}",
-            f"  {'  freshness p99':<44}{_fmt(f['p99_s'])}",
-            f"  {'  freshness max':<44}{_fmt(f['max_s'])}",
-            f"  {'  probes (missing)':<44}{f['probes']:>10} ({f['probes_missing']})",
-            f"  {'  drain after the load stopped':<44}{_fmt(f['drain_after_stop_s'])}",
-            f"  {'  epoch snapshots inside the load (about)':<44}"
-            f"{f.get('epoch_ends_in_window', 'n/a'):>10}"
-            + ("" if f.get("epoch_ends_in_window") else
-               "  (none: the p99 leaves out the snapshot stall; use --live-seconds >= "
-               f"{f['snapshot_seconds']:g})"),
-            f"  {'  epoch end: shard snapshots, per process':<44}"
-            f"{_fmt(f.get('epoch_end_snapshot_s_per_process'))}",
-            f"  {'  epoch end: MB to Bytewax / in cold store':<44}"
-            f"{f.get('epoch_end_mb_to_bytewax_per_process')} / {f.get('cold_store_mb')}",
-            "  cores busy (load start to drained): " + ", ".join(
-                f"{k} {v}" for k, v in f["cpu_cores"].items()),
-            f"  note: freshness {f['note']}"]
-    ok_rate = e["events_per_s"] >= 20_000
-    ok_fresh = f is not None and f["p99_s"] is not None and f["p99_s"] < 1.0 \
-        and f["consumed_all"]
-    rows.append(f"  targets: >= 20k events/s end to end: {'MET' if ok_rate else 'NOT MET'}; "
-                f"p99 freshness < 1 s at the target rate: "
-                f"{'MET' if ok_fresh else 'NOT MET' if f else 'not measured'}")
-    return "\n".join(rows)
-
-
-def _fmt(x: float | None) -> str:
-    return f"{'n/a':>12}" if x is None else f"{x * 1000:>11.0f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ freshness probe watcher, the flow processes and their CPU time."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -185,8 +187,33 @@ class Flow:
                         out[name] += float(line.split()[-1])
         return {k: round(v, 3) for k, v in out.items()}
 
+    def histogram(self, name: str) -> dict[float, float]:
+        """Cumulative bucket counts (upper bound -> count) of an unlabelled histogram of
+        the flow processes, summed over the processes."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: dict[float, float] = {}
+        for i in range(self.procs):
+            url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for fam in text_string_to_metric_families(text):
+                if fam.name != name:
+                    continue
+                for smp in fam.samples:
+                    if smp.name == name + "_bucket":
+                        le = float(smp.labels["le"])
+                        out[le] = out.get(le, 0.0) + smp.value
+        return out
+
     def alive(self) -> bool:
         return all(c.poll() is None for c in self.children)
+
 
     def stop(self) -> None:
         from stack.processes import stop
@@ -194,6 +221,33 @@ class Flow:
         for c in self.children:
             stop(c)
 
+
+def hist_quantile(before: dict[float, float], after: dict[float, float],
+                  q: float) -> float | None:
+    """The ``q`` quantile of what a histogram observed between two readings of its
+    cumulative buckets, interpolated within the bucket as Prometheus'
+    ``histogram_quantile`` does (``None`` without observations; the highest finite bound
+    when it falls in the +Inf bucket).
+
+    >>> hist_quantile({}, {0.1: 50.0, 0.5: 90.0, 1.0: 100.0, float("inf"): 100.0}, 0.5)
+    0.1
+    >>> hist_quantile({0.1: 10.0, 0.5: 10.0, 1.0: 10.0, float("inf"): 10.0},
+    ...               {0.1: 10.0, 0.5: 20.0, 1.0: 30.0, float("inf"): 30.0}, 0.75)
+    0.75
+    """
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    lo_bound, lo_count = 0.0, 0.0
+    for b, c in zip(bounds, counts, strict=True):
+        if c >= rank:
+            if b == float("inf"):
+                return lo_bound
+            return lo_bound + (b - lo_bound) * (rank - lo_count) / (c - lo_count)
+        lo_bound, lo_count = b, c
+    return lo_bound
 
 def _pct(vals: list[float], q: float) -> float | None:
     if not vals:
@@ -226,3 +280,81 @@ def _pid(service: Any) -> int:
     """The process id of a started ``EmbeddedBroker`` / ``RedisServer``."""
     proc = service._proc  # noqa: SLF001 - stack/ exposes no pid; read-only use
     return int(proc.pid) if proc is not None else 0
+
+
+def table(res: dict[str, Any]) -> str:
+    e, raw = res["end_to_end"], res["raw_consume"]
+    rows = [f"rewardflow pipeline benchmark [{res['label']}]",
+            f"  {res['events']} events, {res['agents']} agents, {res['machine']['cpus']} cpus, "
+            f"load before {res['machine']['load_before'][0]:.2f}",
+            f"  {'measure':<44}{'value':>14}",
+            f"  {'produce (confluent-kafka -> Tansu)':<44}{res['produce']['events_per_s']:>10} /s",
+            f"  {'raw consume (bare Consumer, batches 1000)':<44}{raw['msgs_per_s']:>10} /s",
+            f"  {'end to end (broker -> flow -> Redis)':<44}{e['events_per_s']:>10} /s",
+            f"  {'  ratio end to end / raw consume':<44}{e['ratio_to_raw_consume']:>14.3f}",
+            f"  {'  incl. flow process start':<44}{e['events_per_s_incl_startup']:>10} /s",
+            f"  {'  flow CPU per event':<44}{e['flow_cpu_us_per_event']:>11} us",
+            f"  {'  CPU/event flow, broker, Redis, machine':<44}"
+            f"{' / '.join(str(v) for v in e['cpu_us_per_event'].values())} us",
+            f"  {'  machine busy (of ' + str(res['machine']['cpus']) + ' cores)':<44}"
+            f"{e['machine_busy_cores']:>14}",
+            f"  {'  flow time in Redis / Kafka sink calls':<44}"
+            f"{e['sink_seconds']['redis']:>6.2f} / {e['sink_seconds']['kafka']:.2f} s"]
+    f = res.get("freshness")
+    if f:
+        rows += [
+            f"  {'live load: target / achieved rate':<44}{f['target_rate']:>7.0f} / "
+            f"{f['achieved_rate']:<6}/s",
+            f"  {'  freshness p50 (feedback -> Redis)':<44}{_fmt(f['p50_s'])}",
+            f"  {'  freshness p99':<44}{_fmt(f['p99_s'])}",
+            f"  {'  freshness max':<44}{_fmt(f['max_s'])}",
+            f"  {'  probes (missing)':<44}{f['probes']:>10} ({f['probes_missing']})",
+            f"  {'  input wait p50 / p99 (produced -> read)':<44}"
+            f"{_fmt(f.get('input_wait_p50_s')).strip():>9} / "
+            f"{_fmt(f.get('input_wait_p99_s')).strip()}",
+            f"  {'  drain after the load stopped':<44}{_fmt(f['drain_after_stop_s'])}",
+            f"  {'  epoch snapshots inside the load (about)':<44}"
+            f"{f.get('epoch_ends_in_window', 'n/a'):>10}"
+            + ("" if f.get("epoch_ends_in_window") else
+               "  (none: the p99 leaves out the snapshot stall; use --live-seconds >= "
+               f"{f['snapshot_seconds']:g})"),
+            f"  {'  epoch end: shard snapshots, per process':<44}"
+            f"{_fmt(f.get('epoch_end_snapshot_s_per_process'))}",
+            f"  {'  epoch end: MB to Bytewax / in cold store':<44}"
+            f"{f.get('epoch_end_mb_to_bytewax_per_process')} / {f.get('cold_store_mb')}",
+            "  cores busy (load start to drained): " + ", ".join(
+                f"{k} {v}" for k, v in f["cpu_cores"].items()),
+            f"  note: freshness {f['note']}"]
+    ok_rate = e["events_per_s"] >= 20_000
+    ok_fresh = f is not None and f["p99_s"] is not None and f["p99_s"] < 1.0 \
+        and f["consumed_all"]
+    rows.append(f"  targets: >= 20k events/s end to end: {'MET' if ok_rate else 'NOT MET'}; "
+                f"p99 freshness < 1 s at the target rate: "
+                f"{'MET' if ok_fresh else 'NOT MET' if f else 'not measured'}")
+    return "\n".join(rows)
+
+
+def _fmt(x: float | None) -> str:
+    return f"{'n/a':>12}" if x is None else f"{x * 1000:>11.0f} ms"
+
+
+def _start_pyspy(out: str, pids: list[int]) -> list[subprocess.Popen[bytes]]:
+    exe = shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"  # noqa: S108
+    env = {**os.environ, "PYTHONPATH": "/tmp/pyspy"}  # noqa: S108
+    procs = []
+    for i, pid in enumerate(pids):
+        path = f"{out}.{i}.txt" if len(pids) > 1 else f"{out}.txt"
+        procs.append(subprocess.Popen([exe, "record", "-p", str(pid), "-f", "raw", "-o", path,
+                                       "-r", "200", "--nonblocking"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def _stop_pyspy(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()

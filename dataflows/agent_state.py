@@ -44,17 +44,29 @@ from __future__ import annotations
 
 import heapq
 import math
-import zlib
-from datetime import UTC, datetime
 from typing import Any
 
+from dataflows.agent_compaction import COMPACT_EVERY, PRUNE_EVERY, compact, prune
+from dataflows.agent_layout import (
+    _ACTION,
+    _BUCKET,
+    _FEAT,
+    _NSIG,
+    _PROBE,
+    _SUMS,
+    _TS,
+    _USER,
+    restore_state,
+    reward_event,
+    snapshot_state,
+)
+from dataflows.credit import credit
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, JoinConfig, Meta, derived_str
 from dataflows.learner import make_learner
 from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import Projections, iso
 from schemas.events import (
-    EVENT_ADAPTER,
     AgentUpserted,
     DeadLetter,
     DecisionMade,
@@ -74,19 +86,7 @@ _RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "PriorAssigned": 0,
 _STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "PriorAssigned": "d",
            "DecisionMade": "d", "FeedbackGiven": "s", "SignalObserved": "s"}
 NEG_INF = -math.inf
-#: events between two :meth:`AgentState._compact` calls
-COMPACT_EVERY = 64
-#: seconds of event time behind the watermark after which an open-decision bucket is pickled
-#: as the agent goes (signals mostly join a decision within seconds; one that comes later
-#: makes its bucket pickle again)
-SEAL_LAG = 3.0
-#: dedup ids per chunk pickled as the agent goes
-CHUNK_IDS = 256
 
-# Open decision record layout (a list keeps snapshots small and fast).
-# _FEAT: the decision's linear-scoring features (None unless the agent declares features;
-# absent from records of snapshots taken before linear scoring).
-_USER, _ACTION, _BUCKET, _TS, _TEMPLATE, _PROBE, _SUMS, _NSIG, _FEAT = range(9)
 
 __all__ = ["AgentState", "Emitted", "JoinConfig", "Meta", "derived_str"]
 
@@ -288,39 +288,13 @@ class AgentState:
                 self._apply(ev, ts, meta, out)
             else:
                 break
-        if self.seq - self.pruned_at >= 512:
+        if self.seq - self.pruned_at >= PRUNE_EVERY:
             self.pruned_at = self.seq
-            self._prune()
+            prune(self)
         if self.seq - self.compacted_at >= COMPACT_EVERY:
             self.compacted_at = self.seq
-            self._compact()
+            compact(self)
         return out
-
-    def _compact(self) -> None:
-        """Pickle, as the agent goes, what its next snapshot would otherwise pickle all at
-        the epoch end: open-decision buckets ``SEAL_LAG`` behind the watermark, the dedup
-        ids in chunks of ``CHUNK_IDS``, and one piece for each dedup bucket the watermark
-        has passed (with recovery on, the cold store writes them in the background). The
-        epoch end is left with the last few seconds of each agent."""
-        wm = self.wm
-        self.open.seal(wm - SEAL_LAG)
-        # What the watermark passed no longer changes: its chunks merge into one piece. The
-        # buckets are aligned in event time, so every agent would merge at the same moment:
-        # each waits a fraction of a bucket of its own (from its id) to spread the work.
-        lag = (zlib.crc32(self.agent_id.encode()) % 997) / 997 * self.seen.span
-        self.seen.seal(wm - lag)
-        self.closed.seal(wm - self.cfg.window - lag)  # a decision closes up to a window late
-        self.seen.chunk(CHUNK_IDS)
-        self.closed.chunk(CHUNK_IDS)
-
-    def _prune(self) -> None:
-        horizon = self.wm - self.cfg.dedup_horizon
-        if horizon == NEG_INF:
-            return
-        self.seen.expire(horizon)
-        self.closed.expire(horizon)
-        window, wm = self.cfg.window, self.wm
-        self.by_user = {u: last for u, last in self.by_user.items() if last[0] + window > wm}
 
     # -- join -----------------------------------------------------------------------------
     def _apply(self, ev: EventBase, ts: float, meta: Meta, out: Emitted) -> None:
@@ -354,24 +328,10 @@ class AgentState:
         elif isinstance(ev, FeedbackGiven | SignalObserved):
             self._join(ev, ts, meta, out)
 
-    def _target(self, ev: FeedbackGiven | SignalObserved, ts: float) -> tuple[str | None, str]:
-        if ev.decision_id is not None:
-            did = str(ev.decision_id)
-            if did in self.open:
-                return did, "open"
-            if did in self.closed:
-                return did, "closed"
-            return None, "unknown decision_id (never seen, or older than the dedup horizon)"
-        # events apply in event-time order: the user's newest decision so far is the latest
-        # one at or before ts; if its window has passed, so have all earlier ones'
-        last = self.by_user.get(ev.user_id)
-        if last is None or not last[0] <= ts < last[0] + self.cfg.window:
-            return None, "unattributed: no decision of this agent and user within the window"
-        return last[1], "open" if last[1] in self.open else "closed"
-
     def _join(self, ev: FeedbackGiven | SignalObserved, ts: float, meta: Meta,
               out: Emitted) -> None:
-        did, status = self._target(ev, ts)
+        did, status = credit(ev.decision_id, ev.user_id, ts, self.open, self.closed,
+                             self.by_user, self.cfg.window)
         if did is None:
             self.counts["dlq"] += 1
             out.dead.append(DeadLetter(
@@ -405,17 +365,8 @@ class AgentState:
         self.counts["rewards"] += 1
         probe = rec[_PROBE]
         close_iso = iso(close_ts)  # memoized: the snapshots format it again
-        out.rewards.append({
-            "event_id": derived_str("reward", did), "tenant": self.tenant,
-            "ts": close_iso, "schema_version": 1,
-            "type": "RewardComputed", "decision_id": did, "agent_id": self.agent_id,
-            "user_id": rec[_USER], "action": rec[_ACTION], "bucket": rec[_BUCKET],
-            "decision_ts": datetime.fromtimestamp(rec[_TS], UTC).isoformat(),
-            "reward": reward, "components": parts, "closed_by": closed_by,
-            "n_signals": rec[_NSIG], "reward_model_version": model.version,
-            "probe": {"trait": probe[0], "delta": probe[1]} if probe else None,
-            "template": rec[_TEMPLATE],
-        })
+        out.rewards.append(reward_event(self.tenant, self.agent_id, did, rec, reward, parts,
+                                        closed_by, close_iso, model.version))
         self.proj.apply(user_id=rec[_USER], decision_id=did, action=rec[_ACTION],
                         bucket=rec[_BUCKET], reward=reward, engaged=rec[_NSIG] > 0,
                         close_ts=close_ts, close_iso=close_iso)
@@ -440,31 +391,7 @@ class AgentState:
             self.published_at = ts
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("cfg", None)  # configuration is re-attached on restore, not snapshotted
-        # Buffered events as their JSON: a pickled event model costs ~9 us, its bytes ~0.
-        state["buffer"] = [(ts, rank, key, None, meta,
-                            raw if raw is not None else ev.model_dump_json().encode())
-                           for ts, rank, key, ev, meta, raw in self.buffer]
-        return state
+        return snapshot_state(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name in ("seen", "closed"):  # a snapshot of the layout before dataflows.dedup
-            old = state.get(name)
-            if isinstance(old, dict):
-                ids = state[name] = ExpiringIds.for_horizon(JoinConfig.dedup_horizon)
-                for key, ts in old.items():
-                    ids.add(key, ts)
-        state.setdefault("compacted_at", 0)  # snapshots from before the cold store
-        state.setdefault("published_at", NEG_INF)  # snapshots from before policy_interval
-        state.setdefault("publish_at", None)
-        if isinstance(state.get("open"), dict):  # before dataflows.open_decisions
-            state["open"] = OpenDecisions.from_dict(JoinConfig.window, state["open"], _TS)
-            state.pop("deadlines", None)
-            state["by_user"] = {u: max(reversed(ds), key=lambda d: d[0])  # newest, last
-                                for u, ds in state["by_user"].items() if ds}
-        self.__dict__.update(state)
-        validate = EVENT_ADAPTER.validate_json
-        self.buffer = [(ts, rank, key, validate(raw), meta, raw)
-                       for ts, rank, key, _, meta, raw in state["buffer"]]
-
+        self.__dict__.update(restore_state(state))

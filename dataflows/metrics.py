@@ -13,6 +13,7 @@ from prometheus_client.values import MutexValue
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _REWARD = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+_WAIT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _DELAY = (0.1, 0.5, 1, 5, 15, 60, 300, 600, 1800, 3600)
 
 
@@ -77,6 +78,10 @@ class FlowMetrics(LabelCache):
         self.consumer_lag = Gauge("rewardflow_consumer_lag",
                                   "Messages behind the partition's high watermark",
                                   ["topic", "partition"], registry=r)
+        self.input_wait = Histogram(
+            "rewardflow_input_wait_seconds",
+            "Age of the oldest message of each poll when the flow read it (now minus its "
+            "Kafka timestamp)", buckets=_WAIT, registry=r)
         self.watermark_lag = Gauge("rewardflow_watermark_lag_seconds",
                                    "Wall clock minus the newest agent watermark", registry=r)
         self.snapshot_seconds = Histogram(

@@ -256,6 +256,18 @@ def build() -> dict[str, Any]:
     )
     L.add(
         timeseries(
+            "Input wait (produced to read by the flow)",
+            "Age of the oldest message of each poll when the dataflow read it (its Kafka "
+            "timestamp to now). Tens of ms while the flow keeps up; when it rises, the flow is "
+            "short of CPU and every projection and reward is that much later.",
+            *quantiles("rewardflow_input_wait_seconds", "", (0.5, 0.99)),
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    L.add(
+        timeseries(
             "Duplicates, late and unattributed signals",
             "Duplicates dropped by event_id, signals later than the allowed lateness, signals with "
             "no decision to attribute them to, and signals joined to a decision.",

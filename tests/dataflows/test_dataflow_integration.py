@@ -78,6 +78,23 @@ def test_feedback_moves_policy_and_garbage_goes_to_dlq(flow_settings, dataflow, 
     assert sorted(r["reward"] for r in rewards) == [-1.0, 1.0]
     summary = orjson.loads(redis_client.hget(s.keys.summary("default", "a1"), "doc"))
     assert summary["interactions"] == 2
+    # Every poll that read something timed its oldest message by the broker's timestamp.
+    wait = _scrape(s.dataflow_metrics_port, "rewardflow_input_wait_seconds")
+    assert wait["_count"] >= 2  # the two produce rounds were read by different polls
+    assert 0 < wait["_sum"] < 60 * wait["_count"]
+
+
+def _scrape(port: int, name: str) -> dict[str, float]:
+    """The flow's unlabelled samples of metric ``name``, by suffix."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+        text = r.read().decode()
+    return {sample.name[len(name):]: sample.value
+            for fam in text_string_to_metric_families(text) if fam.name == name
+            for sample in fam.samples if not sample.labels}
 
 
 def test_rollback_request_is_published_by_the_learner_as_its_next_version(

@@ -206,8 +206,8 @@ def test_lean_kafka_partition_matches_bytewax() -> None:
     from bytewax.connectors.kafka import _KafkaSourcePartition as Orig
     from confluent_kafka import KafkaError as CKError
 
+    from dataflows.kafka_source import _LeanKafkaPartition
     from dataflows.parse import parse_message
-    from dataflows.run import _LeanKafkaPartition
 
     eof = CKError._PARTITION_EOF  # noqa: SLF001
 

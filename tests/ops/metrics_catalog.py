@@ -25,6 +25,7 @@ DATAFLOW_METRICS: dict[str, str] = {
     "rewardflow_redis_write_seconds": "histogram",
     "rewardflow_kafka_write_seconds": "histogram",
     "rewardflow_consumer_lag": "gauge",  # {topic, partition}
+    "rewardflow_input_wait_seconds": "histogram",
     "rewardflow_watermark_lag_seconds": "gauge",
     "rewardflow_state_snapshot_seconds": "histogram",
     "rewardflow_state_snapshot_bytes_total": "counter",
