@@ -22,8 +22,12 @@ c. **freshness under live load**: with the flow running, a separate process prod
    agent's new interaction (polled every 10 ms) minus the wall time the feedback was handed
    to the producer. By design it includes the watermark wait: explicit feedback is applied
    once the agent's watermark passes it (allowed lateness, or the idle fallback
-   ``RF_IDLE_WATERMARK_SECONDS``, both 0.25 s by default); a probe agent's watermark passes
-   its feedback when its next probe pair (0.5 s later) arrives. The cores each process used
+   ``RF_IDLE_WATERMARK_SECONDS``, both 0.25 s by default); under load the input's watermark
+   ticks pass it once every data partition has read events 0.25 s newer (plus up to one
+   100 ms tick, ``dataflows/ticks.py``). Beside it, the input wait: how long the oldest
+   message of each of the flow's polls had waited since it was produced (its Kafka
+   timestamp; the flow's ``rewardflow_input_wait_seconds`` over the load), which tells a
+   late broker from a flow short of CPU. The cores each process used
    from the start of the load until the flow drained it are printed. The load runs 45 s,
    longer than the flow's snapshot interval (30 s), so that the window holds an epoch end:
    each pickles what the epoch changed in every agent it touched and Bytewax writes the
