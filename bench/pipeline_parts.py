@@ -163,10 +163,22 @@ class Flow:
         return {k: sums[k] for k in ("snapshot_s", "snapshot_calls", "snapshot_bytes",
                                      "cold_bytes")}
 
-    def metric_sums(self) -> dict[str, float]:
-        """A few of the flow processes' Prometheus series, summed over the processes."""
+    def scrapes(self) -> list[str]:
+        """The /metrics text of every flow process that answers."""
         import urllib.request
 
+        texts = []
+        for i in range(self.procs):
+            url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+                    texts.append(r.read().decode())
+            except OSError:
+                continue
+        return texts
+
+    def metric_sums(self) -> dict[str, float]:
+        """A few of the flow processes' Prometheus series, summed over the processes."""
         series = {"redis": "rewardflow_redis_write_seconds_sum",
                   "kafka": "rewardflow_kafka_write_seconds_sum",
                   "snapshot_s": "rewardflow_state_snapshot_seconds_sum",
@@ -174,13 +186,7 @@ class Flow:
                   "snapshot_bytes": "rewardflow_state_snapshot_bytes_total",
                   "cold_bytes": "rewardflow_cold_store_bytes"}
         out = dict.fromkeys(series, 0.0)
-        for i in range(self.procs):
-            url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
-                    text = r.read().decode()
-            except OSError:
-                continue
+        for text in self.scrapes():
             for line in text.splitlines():
                 for name, prefix in series.items():
                     if line.startswith(prefix + " "):
@@ -190,18 +196,10 @@ class Flow:
     def histogram(self, name: str) -> dict[float, float]:
         """Cumulative bucket counts (upper bound -> count) of an unlabelled histogram of
         the flow processes, summed over the processes."""
-        import urllib.request
-
         from prometheus_client.parser import text_string_to_metric_families
 
         out: dict[float, float] = {}
-        for i in range(self.procs):
-            url = f"http://127.0.0.1:{self.settings.dataflow_metrics_port + i}/metrics"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
-                    text = r.read().decode()
-            except OSError:
-                continue
+        for text in self.scrapes():
             for fam in text_string_to_metric_families(text):
                 if fam.name != name:
                     continue
