@@ -49,6 +49,7 @@ store with N partitions), ``--policy-interval`` (``RF_POLICY_MIN_INTERVAL_SECOND
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -296,17 +297,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             }
         result["machine"]["load_after"] = os.getloadavg()
     finally:
-        if loader is not None and loader.is_alive():
-            loader.terminate()
-            loader.join(5)
-        if watcher is not None:
-            watcher.stop_event.set()
-        if flow is not None:
-            flow.stop()
-        if redis_srv is not None:
-            redis_srv.stop()
-        if broker is not None:
-            broker.stop()
+        # every child is stopped even when stopping another fails (a run that left its
+        # broker or flow running skewed the next run's figures)
+        with contextlib.ExitStack() as stops:
+            if broker is not None:
+                stops.callback(broker.stop)
+            if redis_srv is not None:
+                stops.callback(redis_srv.stop)
+            if flow is not None:
+                stops.callback(flow.stop)
+            if watcher is not None:
+                watcher.stop_event.set()
+            if loader is not None and loader.is_alive():
+                loader.terminate()
+                loader.join(5)
         if args.keep_logs:
             print(f"logs kept in {work}", file=sys.stderr)
         else:

@@ -214,10 +214,14 @@ class Flow:
 
 
     def stop(self) -> None:
+        """Stop every flow process (all of them, even when stopping one fails)."""
+        import contextlib
+
         from stack.processes import stop
 
-        for c in self.children:
-            stop(c)
+        with contextlib.ExitStack() as stops:
+            for c in self.children:
+                stops.callback(stop, c)
 
 
 def hist_quantile(before: dict[float, float], after: dict[float, float],
