@@ -86,12 +86,10 @@ def test_feedback_moves_policy_and_garbage_goes_to_dlq(flow_settings, dataflow, 
 
 def _scrape(port: int, name: str) -> dict[str, float]:
     """The flow's unlabelled samples of metric ``name``, by suffix."""
-    import urllib.request
-
+    import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
-        text = r.read().decode()
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {sample.name[len(name):]: sample.value
             for fam in text_string_to_metric_families(text) if fam.name == name
             for sample in fam.samples if not sample.labels}
