@@ -212,7 +212,6 @@ class Flow:
     def alive(self) -> bool:
         return all(c.poll() is None for c in self.children)
 
-
     def stop(self) -> None:
         """Stop every flow process (all of them, even when stopping one fails)."""
         import contextlib
@@ -250,6 +249,7 @@ def hist_quantile(before: dict[float, float], after: dict[float, float],
             return lo_bound + (b - lo_bound) * (rank - lo_count) / (c - lo_count)
         lo_bound, lo_count = b, c
     return lo_bound
+
 
 def _pct(vals: list[float], q: float) -> float | None:
     if not vals:
