@@ -36,10 +36,10 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows import cold_store
 from dataflows import metrics as _m
+from dataflows.agent_docs import snapshot_item
 from dataflows.agent_state import AgentState
 from dataflows.join_types import Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
-from dataflows.projections import iso
 from dataflows.ticks import Tick, TickClock
 from schemas.events import DeadLetter, derived_id, dump_event
 
@@ -56,38 +56,6 @@ def shard_of(agent_key: str, shards: int) -> str:
     True
     """
     return f"s{zlib.crc32(agent_key.encode()) % shards}"
-
-
-def snapshot_item(state: AgentState, policies: list[tuple[dict[str, Any], bytes]],
-                  full: bool = True) -> dict[str, Any]:
-    """The Redis document set of one agent after a batch (written by the Redis sink).
-
-    ``policies``: the (document, its JSON) of every version not yet written. ``full=False``
-    leaves out the windows and the history (they only change with a reward); the history
-    comes as its JSON (:meth:`~dataflows.projections.Projections.history_json`).
-    """
-    as_of = state.clock if state.clock is not None else 0.0
-    docs = state.proj.docs(as_of, full=False)
-    summary = {
-        "agent_id": state.agent_id, "tenant": state.tenant, "seq": state.seq,
-        "interactions": docs["interactions"], "mean_reward": docs["mean_reward"],
-        "last_reward_at": docs["last_reward_at"],
-        "watermark": iso(state.wm) if state.wm > -1e18 else None,
-        "policy_version": state.learner.version,
-        "counts": dict(state.counts), "open_decisions": len(state.open),
-        "buffered": len(state.buffer),
-    }
-    versions = {p["version"]: raw for p, raw in policies}
-    return {
-        "agent": f"{state.tenant}:{state.agent_id}", "tenant": state.tenant,
-        "agent_id": state.agent_id, "seq": state.seq, "summary": summary,
-        "windows": state.proj.window_docs(as_of) if full else None,
-        "history": state.proj.history_json() if full else None,
-        "relationships": {u: state.proj.relationship_doc(u)
-                          for u in state.proj.take_touched_users()},
-        "policy": versions[max(versions)] if versions else None,
-        "policy_versions": versions,
-    }
 
 
 class AgentLogic:

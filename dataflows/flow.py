@@ -20,7 +20,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from dataflows.agent_step import AgentLogic, ShardLogic, snapshot_item
+from dataflows.agent_docs import snapshot_item
+from dataflows.agent_step import AgentLogic, ShardLogic
 from dataflows.join_types import JoinConfig
 from dataflows.reward_model import RewardModel, load_reward_model
 from dataflows.sinks import local_key

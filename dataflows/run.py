@@ -24,11 +24,12 @@ from bytewax.dataflow import Dataflow
 from confluent_kafka import TopicPartition
 
 from dataflows.flow import build_flow
+from dataflows.kafka_sink import TimedKafkaSink
 from dataflows.kafka_source import LeanKafkaSource
 from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Share, check_store_layout, store_dir
 from dataflows.recovery_store import ensure_recovery_store, open_cold_store, recovery_dir
-from dataflows.sinks import RedisProjectionSink, TimedKafkaSink
+from dataflows.sinks import RedisProjectionSink
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("rewardflow.dataflow")

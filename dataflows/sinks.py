@@ -1,4 +1,5 @@
-"""Output edges: a guarded, pipelined Redis projection sink and a Kafka sink.
+"""The Redis output edge: a guarded, pipelined projection sink (and the partition routing
+that it shares with :mod:`dataflows.kafka_sink`).
 
 Bytewax replays output emitted since the last snapshot after a crash, so every Redis write
 is absolute (SET/HSET of the new state) and guarded by the agent's ``seq``: a write whose
@@ -6,13 +7,12 @@ is absolute (SET/HSET of the new state) and guarded by the agent's ``seq``: a wr
 per touched agent (coalesced).
 
 Both sinks are fixed-partitioned (one partition per process, see :func:`local_key`) so that
-Bytewax calls their ``snapshot``
-at the end of every epoch, before it commits the epoch's recovery snapshot: that is where
-they wait for delivery (Kafka ``flush``, the replies of every Redis pipeline still in
-flight). In between, ``write_batch`` does not wait: the Kafka producer delivers in the
-background and a Redis batch's replies are read after the next batch was sent, so Redis
-executes one batch while the flow computes the next. Output of a committed epoch is
-therefore delivered (at least once), as when every batch waited.
+Bytewax calls their ``snapshot`` at the end of every epoch, before it commits the epoch's
+recovery snapshot: that is where they wait for delivery (Kafka ``flush``, the replies of
+every Redis pipeline still in flight). In between, ``write_batch`` does not wait: the Kafka
+producer delivers in the background and a Redis batch's replies are read after the next
+batch was sent, so Redis executes one batch while the flow computes the next. Output of a
+committed epoch is therefore delivered (at least once), as when every batch waited.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import orjson
-from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows import metrics as _m
@@ -343,7 +342,7 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
 
 
 class RedisProjectionSink(FixedPartitionedSink[dict[str, Any], None]):
-    """Writes agent snapshots (see :func:`dataflows.agent_step.snapshot_item`) to Redis.
+    """Writes agent snapshots (see :func:`dataflows.agent_docs.snapshot_item`) to Redis.
 
     Takes ``(key, snapshot)`` pairs keyed by :func:`local_key`."""
 
@@ -358,52 +357,3 @@ class RedisProjectionSink(FixedPartitionedSink[dict[str, Any], None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RedisPartition:
         return _RedisPartition(self._url, self._keys, self._ttl, self._keep)
-
-
-class _KafkaPartition(StatefulSinkPartition[KafkaSinkMessage[bytes, bytes], None]):
-    def __init__(self, config: dict[str, Any]) -> None:
-        from confluent_kafka import Producer
-
-        self._producer = Producer(config)
-
-    def write_batch(self, items: list[KafkaSinkMessage[bytes, bytes]]) -> None:
-        t0 = time.perf_counter()
-        produce = self._producer.produce
-        for msg in items:
-            while True:
-                try:
-                    produce(msg.topic or "", value=msg.value, key=msg.key)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-        self._producer.poll(0)
-        _m.flush()
-        flow_metrics().kafka_seconds.observe(time.perf_counter() - t0)
-
-    def snapshot(self) -> None:
-        """Wait until everything produced is delivered (before the epoch commits)."""
-        t0 = time.perf_counter()
-        while self._producer.flush(1.0):
-            log.warning("kafka: %d messages not delivered yet; waiting", len(self._producer))
-        flow_metrics().kafka_seconds.observe(time.perf_counter() - t0)
-
-    def close(self) -> None:
-        self.snapshot()
-
-
-class TimedKafkaSink(FixedPartitionedSink[KafkaSinkMessage[bytes, bytes], None]):
-    """At-least-once Kafka output, delivered by the end of each epoch; topics come from the
-    messages. Takes ``(key, message)`` pairs keyed by :func:`local_key`."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._config = {"bootstrap.servers": bootstrap, "linger.ms": 10,
-                        "enable.idempotence": False}
-
-    def list_parts(self) -> list[str]:
-        return [_part_name("kafka")]
-
-    def part_fn(self, item_key: str) -> int:
-        return _part_of(item_key)
-
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
-        return _KafkaPartition(self._config)
