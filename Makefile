@@ -49,11 +49,14 @@ companion-demo: $(STAMP) ## Against `make run`: trait tuning for simulated compa
 replay: $(STAMP) ## Replay a JSONL log of events through Kafka into the flow: make replay LOG=file.jsonl
 	$(BIN)/python -m stack.replay $(LOG)
 
-bench: bench-pipeline bench-state bench-gateway bench-learning ## Run every benchmark
+bench: bench-pipeline bench-capacity bench-state bench-gateway bench-learning ## Run every benchmark
 
 bench-pipeline: $(STAMP) ## End-to-end events/s and freshness vs raw consume: 1, then 2 flow processes
 	$(BIN)/python -m bench.pipeline --flow-procs 1
 	$(BIN)/python -m bench.pipeline --flow-procs 2
+
+bench-capacity: $(STAMP) ## Freshness p50/p99 against load (10k-20k/s, 2 flow processes); writes a PNG
+	$(BIN)/python -m bench.capacity
 
 bench-state: $(STAMP) ## An agent's recovery state after a day of uptime: snapshot and prune cost
 	$(BIN)/python -m bench.state_growth
@@ -73,4 +76,4 @@ down: ## docker compose down
 clean: ## Remove var/ (local Redis AOF, recovery store) and caches
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install tools dashboard replay run test lint schemas demo population-demo companion-demo bench bench-pipeline bench-state bench-gateway bench-learning up down clean
+.PHONY: help install tools dashboard replay run test lint schemas demo population-demo companion-demo bench bench-pipeline bench-capacity bench-state bench-gateway bench-learning up down clean

@@ -43,7 +43,8 @@ Variants (labelled in the output): ``--batch-size``, ``--policy-every``, ``--sna
 ``--cluster`` one Bytewax cluster of N processes instead, ``-i I -a host:p1;...``, recovery
 store with N partitions), ``--policy-interval`` (``RF_POLICY_MIN_INTERVAL_SECONDS``),
 ``--gc-threshold`` (the flow's ``RF_DATAFLOW_GC_THRESHOLD``; 0 = Python's default).
-``python -m bench.flow_profile`` profiles the flow's CPU without Kafka or Redis.
+``python -m bench.flow_profile`` profiles the flow's CPU without Kafka or Redis;
+``python -m bench.capacity`` runs this benchmark at several live rates (freshness against load).
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline_load import (
-    LIVE_LINGER_MS,
     _live_load,
     mixed_events,
     produce_all,
     raw_consume,
     stamped,
 )
+from bench.pipeline_options import label, parse_args
 from bench.pipeline_parts import (
     Flow,
     ProbeWatcher,
@@ -86,8 +87,6 @@ from bench.pipeline_parts import (
     wait_consumed,
 )
 
-OUT = Path(__file__).parent / "out" / "pipeline.json"
-
 
 def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
     from schemas.settings import Settings
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
     work = Path(tempfile.mkdtemp(prefix="rf-bench-pipeline-"))
     broker = redis_srv = flow = loader = watcher = None
     result: dict[str, Any] = {
-        "label": args.label or _label(args), "events": args.events, "agents": args.agents,
+        "label": args.label or label(args), "events": args.events, "agents": args.agents,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_before": os.getloadavg()},
         "variant": {"batch_size": args.batch_size, "policy_every_n_rewards": args.policy_every,
@@ -322,56 +321,8 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def _label(args: argparse.Namespace) -> str:
-    gc = "" if args.gc_threshold is None else f" gc={args.gc_threshold}"
-    mode = " cluster" if args.cluster and args.flow_procs > 1 else ""
-    return (f"procs={args.flow_procs}{mode} batch={args.batch_size} "
-            f"policy_every={args.policy_every} policy_interval={args.policy_interval:g}s "
-            f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=200_000)
-    p.add_argument("--agents", type=int, default=1000)
-    p.add_argument("--rate", type=float, default=20_000.0, help="live load events/s (c)")
-    p.add_argument("--live-seconds", type=float, default=45.0,
-                   help="0 skips (c); at least the snapshot interval, so that the window "
-                        "holds an epoch end")
-    p.add_argument("--probe-ms", type=float, default=50.0)
-    p.add_argument("--linger-ms", type=int, default=LIVE_LINGER_MS,
-                   help="linger.ms of the live load's producer (default: the gateway's)")
-    from schemas.settings import Settings
-
-    p.add_argument("--batch-size", type=int,
-                   default=Settings.model_fields["dataflow_batch_size"].default,
-                   help="RF_DATAFLOW_BATCH_SIZE (default: the product's)")
-    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
-    p.add_argument("--policy-interval", type=float,
-                   default=Settings.model_fields["policy_min_interval_seconds"].default,
-                   help="RF_POLICY_MIN_INTERVAL_SECONDS (default: the product's)")
-    p.add_argument("--snapshot", type=int,
-                   default=Settings.model_fields["snapshot_seconds"].default,
-                   help="RF_SNAPSHOT_SECONDS (default: the product's)")
-    p.add_argument("--idle", type=float, default=0.25, help="RF_IDLE_WATERMARK_SECONDS")
-    p.add_argument("--lateness", type=float, default=0.25, help="RF_ALLOWED_LATENESS_SECONDS")
-    p.add_argument("--flow-procs", type=int, default=1, choices=[1, 2, 3, 4],
-                   help="co-partitioned flow processes (RF_DATAFLOW_PROCESSES)")
-    p.add_argument("--cluster", action="store_true",
-                   help="with --flow-procs > 1: one Bytewax cluster (-i/-a, items exchanged "
-                        "between processes) instead of co-partitioned processes")
-    p.add_argument("--gc-threshold", type=int, default=None,
-                   help="RF_DATAFLOW_GC_THRESHOLD of the flow (0 = Python's default GC)")
-    p.add_argument("--timeout", type=float, default=300.0, help="max seconds for (b)")
-    p.add_argument("--label", default="")
-    p.add_argument("--pyspy", default="", help="record py-spy raw stacks of (b) to PATH.txt")
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--keep-logs", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    if args.events < 1000 or args.events > 5_000_000 or args.live_seconds > 120:
-        p.error("--events must be in [1000, 5e6] and --live-seconds <= 120")
+    args = parse_args(argv, __doc__)
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
