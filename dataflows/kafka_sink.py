@@ -17,7 +17,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows import metrics as _m
 from dataflows.metrics import flow_metrics
-from dataflows.sinks import _part_name, _part_of
+from dataflows.sinks import part_name, part_of
 
 log = logging.getLogger("rewardflow.dataflow.sinks")
 
@@ -62,10 +62,10 @@ class TimedKafkaSink(FixedPartitionedSink[KafkaSinkMessage[bytes, bytes], None])
                         "enable.idempotence": False}
 
     def list_parts(self) -> list[str]:
-        return [_part_name("kafka")]
+        return [part_name("kafka")]
 
     def part_fn(self, item_key: str) -> int:
-        return _part_of(item_key)
+        return part_of(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _KafkaPartition:
         return _KafkaPartition(self._config)

@@ -48,11 +48,13 @@ def local_key() -> str:
     return str(process_index())
 
 
-def _part_name(sink: str) -> str:
+def part_name(sink: str) -> str:
+    """The one partition this process lists for ``sink`` (``"<sink>-<process index>"``)."""
     return f"{sink}-{process_index():04d}"
 
 
-def _part_of(item_key: str) -> int:
+def part_of(item_key: str) -> int:
+    """The sink partition of an item keyed by :func:`local_key` (0 for any other key)."""
     return int(item_key) if item_key.isdigit() else 0
 
 #: KEYS: summary, 1h, 24h, 7d, hist, policy, policy_history, rel...;
@@ -350,10 +352,10 @@ class RedisProjectionSink(FixedPartitionedSink[dict[str, Any], None]):
         self._url, self._keys, self._ttl, self._keep = url, keys, ttl, history_keep
 
     def list_parts(self) -> list[str]:
-        return [_part_name("redis")]
+        return [part_name("redis")]
 
     def part_fn(self, item_key: str) -> int:
-        return _part_of(item_key)
+        return part_of(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RedisPartition:
         return _RedisPartition(self._url, self._keys, self._ttl, self._keep)
