@@ -3,6 +3,7 @@ freshness probe watcher, the flow processes and their CPU time."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -214,8 +215,6 @@ class Flow:
 
     def stop(self) -> None:
         """Stop every flow process (all of them, even when stopping one fails)."""
-        import contextlib
-
         from stack.processes import stop
 
         with contextlib.ExitStack() as stops:
