@@ -224,11 +224,12 @@ def _drive(port: int, path: str, mode: str, rate: float, duration: float,
 def _serve(factory: str, port: int, env: dict[str, str],
            workers: int = 1) -> subprocess.Popen[bytes]:
     from stack.ports import wait_for_port
+    from stack.processes import die_with_parent
 
     extra = ["--workers", str(workers)] if workers > 1 else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", factory, "--port", str(port),
-         *UVICORN_ARGS, *extra], env=env,
+         *UVICORN_ARGS, *extra], env=env, preexec_fn=die_with_parent(),
     )
     wait_for_port("127.0.0.1", port, 20)
     return proc

@@ -198,7 +198,9 @@ def _live_load(bootstrap: str, topics: list[str], rate: float, duration: float,
              for off, ti, key, pre, post in live_schedule(rate, duration, agents, seed)]
     p = _producer(bootstrap, linger_ms=linger_ms)
     ready.set()
-    go.wait()
+    if not go.wait(300):  # the benchmark died before the load (bounded: never wait forever)
+        conn.close()
+        return
     cpu0 = time.process_time()
     t0 = time.time()
     i = sent = 0

@@ -114,7 +114,7 @@ class Flow:
 
     def start(self) -> None:
         from stack.ports import free_port
-        from stack.processes import settings_env, start_dataflow
+        from stack.processes import die_with_parent, settings_env, start_dataflow
 
         s = self.settings
         if self.procs == 1 or not self.cluster:
@@ -135,7 +135,8 @@ class Flow:
             log = open(self.log_dir / f"flow{i}.log", "ab")  # noqa: SIM115
             self.children.append(subprocess.Popen(cmd, env=env, stdout=log,
                                                   stderr=subprocess.STDOUT,
-                                                  start_new_session=True))
+                                                  start_new_session=True,
+                                                  preexec_fn=die_with_parent()))
 
     def wait_ready(self, timeout: float = 60) -> None:
         from stack.ports import wait_for_port

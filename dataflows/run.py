@@ -157,7 +157,9 @@ def _supervise(children: list[subprocess.Popen[bytes]], grace: float = 5.0) -> i
 
     The processes share this one's process group, so a signal to the group (Ctrl-C,
     :func:`stack.processes.stop`) reaches each of them directly: they get ``grace`` seconds
-    to finish on their own before SIGINT, SIGTERM and SIGKILL are sent in turn."""
+    to finish on their own before SIGINT, SIGTERM and SIGKILL are sent in turn. A signal to
+    this process alone (``kill PID``; the parent-death signal of a test or benchmark that
+    was killed) reaches them that way after the grace."""
     import signal
 
     stopping: list[int] = []
@@ -221,15 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"rewardflow dataflow: {exc}", file=sys.stderr)
             return 2
-    if n == 1:
-        return subprocess.call(_command(settings, args.workers, base))
     children = []
-    for i in range(n) if args.index is None else [args.index]:
-        share = Share(i, n)
-        env = {**os.environ, "RF_DATAFLOW_PROCESSES": str(n),
-               "RF_DATAFLOW_PROCESS_INDEX": str(i)}
-        store = store_dir(base, share) if base is not None else None
-        children.append(subprocess.Popen(_command(settings, args.workers, store), env=env))
+    if n == 1:  # supervised too: a SIGTERM to this process alone must reach the flow
+        children.append(subprocess.Popen(_command(settings, args.workers, base)))
+    else:
+        for i in range(n) if args.index is None else [args.index]:
+            share = Share(i, n)
+            env = {**os.environ, "RF_DATAFLOW_PROCESSES": str(n),
+                   "RF_DATAFLOW_PROCESS_INDEX": str(i)}
+            store = store_dir(base, share) if base is not None else None
+            children.append(subprocess.Popen(_command(settings, args.workers, store),
+                                             env=env))
     return _supervise(children)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.ports import free_port, wait_for_port
-from stack.processes import terminate
+from stack.processes import die_with_parent, terminate
 
 
 @dataclass
@@ -46,6 +46,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            preexec_fn=die_with_parent(),
         )
         wait_for_port("127.0.0.1", self.port, timeout)
         return self

@@ -3,16 +3,56 @@ from a Settings object."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from schemas.settings import Settings
 from stack.ports import wait_for_port
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child when this process dies
+    (Linux ``PR_SET_PDEATHSIG``), so that a test or benchmark run that is SIGKILLed (a CI
+    timeout, the OOM killer) leaves no broker, Redis, flow or gateway behind to skew the next
+    run. None off Linux, and off the main thread: the kernel ties the signal to the *thread*
+    that started the child, and a worker thread's exit must not stop a server.
+
+    >>> import subprocess, sys
+    >>> subprocess.run([sys.executable, "-c", "pass"], preexec_fn=die_with_parent(),
+    ...                check=True).returncode
+    0
+    """
+    prctl = _prctl() if sys.platform.startswith("linux") else None
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -47,7 +87,8 @@ def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = Tru
     if not recovery:
         args.append("--no-recovery")
     return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=die_with_parent())
 
 
 def start_population(settings: Settings, *, recovery: bool = True,
@@ -59,7 +100,8 @@ def start_population(settings: Settings, *, recovery: bool = True,
     if not recovery:
         args.append("--no-recovery")
     return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=die_with_parent())
 
 
 def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None = None,
@@ -69,7 +111,8 @@ def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None
             "--host", settings.gateway_host, "--port", str(settings.gateway_port),
             "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     proc = subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=die_with_parent())
     try:
         wait_for_port(settings.gateway_host, settings.gateway_port, timeout)
     except TimeoutError:
@@ -93,8 +136,6 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> Non
 def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
     """SIGINT the process group (Bytewax and uvicorn shut down cleanly on it), then SIGTERM,
     then SIGKILL, waiting up to ``timeout`` seconds after each."""
-    import signal
-
     if proc is None or proc.poll() is not None:
         return
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
@@ -112,8 +153,6 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process group at once (crash tests)."""
-    import signal
-
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.ports import free_port, wait_for_port
-from stack.processes import terminate
+from stack.processes import die_with_parent, terminate
 
 
 @dataclass
@@ -38,7 +38,8 @@ class RedisServer:
                      "--dir", str(self.data_dir.resolve())]
         else:
             args += ["--appendonly", "no"]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                      preexec_fn=die_with_parent())
         wait_for_port("127.0.0.1", self.port, timeout)
         self._wait_loaded(timeout)
         return self

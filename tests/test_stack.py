@@ -25,3 +25,64 @@ def test_redis_round_trip(settings, redis_client):
     key = settings.keys.policy("default", "a1")
     redis_client.set(key, "v")
     assert redis_client.get(key) == "v"
+
+
+_PARENT = """
+import sys, time
+from schemas.settings import Settings
+from stack.broker import EmbeddedBroker, create_topics
+from stack.ports import free_port, wait_for_port
+from stack.processes import start_dataflow
+from stack.redis_server import RedisServer
+
+b, r = EmbeddedBroker().start(), RedisServer().start()
+s = Settings(kafka_bootstrap_servers=b.bootstrap, redis_url=r.url, topic_prefix="orphan",
+             key_prefix="orphan", topic_partitions=1, dataflow_metrics_port=free_port())
+create_topics(b.bootstrap, s.topics.all, partitions=1)
+flow = start_dataflow(s, recovery=False, log_path=__import__("pathlib").Path(sys.argv[1]))
+wait_for_port("127.0.0.1", s.dataflow_metrics_port, 60)
+print(b._proc.pid, r._proc.pid, flow.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_parent_leaves_no_servers_behind(tmp_path):
+    """SIGKILL a process that started a broker, Redis and a flow (as a CI timeout kills a test
+    or benchmark run): every one of them, and the flow's own Bytewax process, stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path / "flow.log")],
+                              stdout=subprocess.PIPE, cwd=root, text=True)
+    try:
+        line = parent.stdout.readline() if parent.stdout else ""
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == 3, f"the parent did not start its servers: {line!r}"
+        kids = subprocess.run(["pgrep", "-P", str(pids[2])], capture_output=True, text=True,
+                              check=False).stdout.split()
+        pids += [int(k) for k in kids]
+        assert len(pids) == 4, "the flow's supervisor runs one Bytewax process"
+        assert all(_alive(p) for p in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if _alive(p)]
+    for p in left:  # do not leave them to the next test either
+        os.kill(p, signal.SIGKILL)
+    assert left == [], f"still running after the parent was killed: {left}"
