@@ -187,12 +187,16 @@ class Flow:
                   "snapshot_calls": "rewardflow_state_snapshot_seconds_count",
                   "snapshot_bytes": "rewardflow_state_snapshot_bytes_total",
                   "cold_bytes": "rewardflow_cold_store_bytes"}
+        from prometheus_client.parser import text_string_to_metric_families
+
+        wanted = {sample: key for key, sample in series.items()}
         out = dict.fromkeys(series, 0.0)
         for text in self.scrapes():
-            for line in text.splitlines():
-                for name, prefix in series.items():
-                    if line.startswith(prefix + " "):
-                        out[name] += float(line.split()[-1])
+            for fam in text_string_to_metric_families(text):
+                for smp in fam.samples:
+                    key = wanted.get(smp.name)
+                    if key is not None and not smp.labels:
+                        out[key] += smp.value
         return {k: round(v, 3) for k, v in out.items()}
 
     def histogram(self, name: str) -> dict[float, float]:

@@ -27,6 +27,7 @@ from redis import Redis
 
 from dataflows.population_flow import build_flow
 from dataflows.population_metrics import population_metrics
+from dataflows.supervise import supervise
 from schemas.keys import Keys
 from schemas.priors import PriorDocument
 from schemas.settings import Settings, get_settings
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         store = Path(settings.population_recovery_dir)
         ensure_recovery_store(store)
         cmd += ["-r", str(store), "-s", str(max(1, round(settings.snapshot_seconds))), "-b", "0"]
-    return subprocess.call(cmd)  # noqa: S603 - our own interpreter and module
+    return supervise([subprocess.Popen(cmd)])  # noqa: S603 - our own interpreter and module
 
 
 if __name__ == "__main__":

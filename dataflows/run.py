@@ -30,6 +30,7 @@ from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Share, check_store_layout, store_dir
 from dataflows.recovery_store import ensure_recovery_store, open_cold_store, recovery_dir
 from dataflows.sinks import RedisProjectionSink
+from dataflows.supervise import supervise
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("rewardflow.dataflow")
@@ -151,52 +152,6 @@ def _command(settings: Settings, workers: int, store: Path | None) -> list[str]:
     return cmd
 
 
-def _supervise(children: list[subprocess.Popen[bytes]], grace: float = 5.0) -> int:
-    """Wait for the co-partitioned processes; when one exits, or this process is told to
-    stop, stop the others and return the first non-zero exit code.
-
-    The processes share this one's process group, so a signal to the group (Ctrl-C,
-    :func:`stack.processes.stop`) reaches each of them directly: they get ``grace`` seconds
-    to finish on their own before SIGINT, SIGTERM and SIGKILL are sent in turn. A signal to
-    this process alone (``kill PID``; the parent-death signal of a test or benchmark that
-    was killed) reaches them that way after the grace."""
-    import signal
-
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-
-    def wait_all(seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if all(c.poll() is not None for c in children):
-                return True
-            time.sleep(0.05)
-        return False
-
-    while not stopping and all(c.poll() is None for c in children):
-        time.sleep(0.2)
-    code = 0
-    for c in children:
-        if c.poll() is not None and c.returncode:
-            log.error("flow process %s exited with %s; stopping the others", c.pid,
-                      c.returncode)
-            code = code or c.returncode
-    if stopping and wait_all(grace):
-        return code
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(sig)
-        if wait_all(grace):
-            break
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dataflows.run", description=__doc__)
     parser.add_argument("-w", "--workers", type=int, default=1,
@@ -234,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             store = store_dir(base, share) if base is not None else None
             children.append(subprocess.Popen(_command(settings, args.workers, store),
                                              env=env))
-    return _supervise(children)
+    return supervise(children)
 
 
 if __name__ == "__main__":

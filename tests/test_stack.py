@@ -29,19 +29,23 @@ def test_redis_round_trip(settings, redis_client):
 
 _PARENT = """
 import sys, time
+from pathlib import Path
 from schemas.settings import Settings
 from stack.broker import EmbeddedBroker, create_topics
 from stack.ports import free_port, wait_for_port
-from stack.processes import start_dataflow
+from stack.processes import start_dataflow, start_population
 from stack.redis_server import RedisServer
 
 b, r = EmbeddedBroker().start(), RedisServer().start()
 s = Settings(kafka_bootstrap_servers=b.bootstrap, redis_url=r.url, topic_prefix="orphan",
-             key_prefix="orphan", topic_partitions=1, dataflow_metrics_port=free_port())
+             key_prefix="orphan", topic_partitions=1, dataflow_metrics_port=free_port(),
+             population_metrics_port=free_port())
 create_topics(b.bootstrap, s.topics.all, partitions=1)
-flow = start_dataflow(s, recovery=False, log_path=__import__("pathlib").Path(sys.argv[1]))
+flow = start_dataflow(s, processes=1, recovery=False, log_path=Path(sys.argv[1]) / "flow.log")
+pop = start_population(s, recovery=False, log_path=Path(sys.argv[1]) / "population.log")
 wait_for_port("127.0.0.1", s.dataflow_metrics_port, 60)
-print(b._proc.pid, r._proc.pid, flow.pid, flush=True)
+wait_for_port("127.0.0.1", s.population_metrics_port, 60)
+print(b._proc.pid, r._proc.pid, flow.pid, pop.pid, flush=True)
 time.sleep(120)
 """
 
@@ -56,8 +60,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_parent_leaves_no_servers_behind(tmp_path):
-    """SIGKILL a process that started a broker, Redis and a flow (as a CI timeout kills a test
-    or benchmark run): every one of them, and the flow's own Bytewax process, stops."""
+    """SIGKILL a process that started a broker, Redis, the flow and the population process (as
+    a CI timeout kills a test or benchmark run): every one of them, and the Bytewax process
+    each of the two launchers runs, stops."""
     import os
     import signal
     import subprocess
@@ -65,16 +70,17 @@ def test_a_killed_parent_leaves_no_servers_behind(tmp_path):
     import time
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path / "flow.log")],
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path)],
                               stdout=subprocess.PIPE, cwd=root, text=True)
     try:
         line = parent.stdout.readline() if parent.stdout else ""
         pids = [int(p) for p in line.split()]
-        assert len(pids) == 3, f"the parent did not start its servers: {line!r}"
-        kids = subprocess.run(["pgrep", "-P", str(pids[2])], capture_output=True, text=True,
-                              check=False).stdout.split()
-        pids += [int(k) for k in kids]
-        assert len(pids) == 4, "the flow's supervisor runs one Bytewax process"
+        assert len(pids) == 4, f"the parent did not start its servers: {line!r}"
+        for launcher in pids[2:]:
+            kids = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True,
+                                  text=True, check=False).stdout.split()
+            assert len(kids) == 1, "each launcher runs one Bytewax process"
+            pids.append(int(kids[0]))
         assert all(_alive(p) for p in pids)
     finally:
         parent.send_signal(signal.SIGKILL)
