@@ -61,13 +61,12 @@ def shard_of(agent_key: str, shards: int) -> str:
 class AgentLogic:
     """Glue around one :class:`AgentState`: wall clock in, sink items out.
 
-    Each agent's snapshot goes to Redis at most every ``SNAPSHOT_EVERY`` seconds of wall
-    time (coalescing everything in between: Redis writes are absolute, so only the newest
-    state matters), with a trailing write through :meth:`notify_at` so the last state always
-    lands. Kafka outputs (rewards, policies, DLQ) are never delayed.
+    Each agent's snapshot goes to Redis at most every ``cfg.write_every`` seconds of wall
+    time (``RF_PROJECTION_WRITE_SECONDS``, 0.2; coalescing everything in between: Redis writes
+    are absolute, so only the newest state matters), with a trailing write through
+    :meth:`notify_at` so the last state always lands. Kafka outputs (rewards, policies, DLQ)
+    are never delayed.
     """
-
-    SNAPSHOT_EVERY = 0.2
 
     def __init__(self, cfg: JoinConfig, topics: Any, clock: Any,
                  state: AgentState | None) -> None:
@@ -102,7 +101,8 @@ class AgentLogic:
             self.dirty_full = True
         if not self.pending and out:
             self.pending = True
-        if force or (self.pending and now - self.last_emit >= self.SNAPSHOT_EVERY):
+        # (the same sum as notify_at's trailing wake-up, so that wake-up finds the write due)
+        if force or (self.pending and now >= self.last_emit + self.cfg.write_every):
             items.append(snapshot_item(st, self.unsent, full=self.dirty_full))
             self.last_emit = now
             self.pending = self.dirty_full = False
@@ -204,7 +204,7 @@ class AgentLogic:
             return None
         at = self.state.notify_at(input_last, due)
         if self.pending:
-            trailing = self.last_emit + self.SNAPSHOT_EVERY
+            trailing = self.last_emit + self.cfg.write_every
             at = trailing if at is None or trailing < at else at
         return at
 

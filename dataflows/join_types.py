@@ -47,6 +47,9 @@ class JoinConfig:
     every_n_rewards: int = 1
     #: at most one policy version per this many seconds of event time (0: no limit)
     policy_interval: float = 0.0
+    #: each agent's Redis documents at most every this many seconds of wall time (the step's
+    #: output cadence, :class:`dataflows.agent_step.AgentLogic`; not part of the join)
+    write_every: float = 0.2
 
 
 @dataclass
