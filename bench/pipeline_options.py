@@ -4,6 +4,7 @@ with them too)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from bench.pipeline_load import LIVE_LINGER_MS
@@ -11,13 +12,23 @@ from bench.pipeline_load import LIVE_LINGER_MS
 OUT = Path(__file__).parent / "out" / "pipeline.json"
 
 
-def label(args: argparse.Namespace) -> str:
-    """The run's label: the options that change what it measures."""
+def label(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
+    """The run's label: the options that change what it measures, and the ``RF_*`` settings
+    the environment gives the flow (``env``: ``os.environ``).
+
+    >>> ns = argparse.Namespace(gc_threshold=None, cluster=False, flow_procs=2,
+    ...                         batch_size=5000, policy_every=1, policy_interval=1.0,
+    ...                         snapshot=30, linger_ms=20)
+    >>> label(ns, {"RF_PROJECTION_WRITE_SECONDS": "1", "HOME": "/root"})[-50:]
+    '30s load_linger=20ms RF_PROJECTION_WRITE_SECONDS=1'
+    """
     gc = "" if args.gc_threshold is None else f" gc={args.gc_threshold}"
     mode = " cluster" if args.cluster and args.flow_procs > 1 else ""
+    rf = "".join(f" {k}={v}" for k, v in sorted((os.environ if env is None else env).items())
+                 if k.startswith("RF_"))
     return (f"procs={args.flow_procs}{mode} batch={args.batch_size} "
             f"policy_every={args.policy_every} policy_interval={args.policy_interval:g}s "
-            f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}")
+            f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}{rf}")
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
