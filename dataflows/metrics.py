@@ -72,6 +72,9 @@ class FlowMetrics(LabelCache):
         self.redis_seconds = Histogram("rewardflow_redis_write_seconds",
                                        "Time of one pipelined Redis flush", buckets=_SECONDS,
                                        registry=r)
+        self.redis_documents = Counter("rewardflow_redis_documents_total",
+                                       "Agent document sets written to Redis (at most one per "
+                                       "agent per RF_PROJECTION_WRITE_SECONDS)", registry=r)
         self.kafka_seconds = Histogram("rewardflow_kafka_write_seconds",
                                        "Time to hand one batch to the Kafka producer",
                                        buckets=_SECONDS, registry=r)

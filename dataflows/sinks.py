@@ -216,7 +216,9 @@ class _RedisPartition(StatefulSinkPartition[dict[str, Any], None]):
             out += [_bulk(_dumps(rels[u])) for u in users]
         self._pipeline(b"".join(out), n)
         _m.flush()
-        flow_metrics().redis_seconds.observe(time.perf_counter() - t0)
+        m = flow_metrics()
+        m.redis_documents.inc(n)
+        m.redis_seconds.observe(time.perf_counter() - t0)
 
     def _pipeline(self, payload: bytes, n: int) -> None:
         """Send this batch, then read the replies of the batches sent before it."""

@@ -302,6 +302,19 @@ def build() -> dict[str, Any]:
         12,
         8,
     )
+    L.add(
+        timeseries(
+            "Redis documents against events",
+            "Agent document sets written to Redis and events read. A busy agent writes at most "
+            "one per RF_PROJECTION_WRITE_SECONDS (0.2 s): with many agents this rate, more than "
+            "the events', sets the flow's CPU (docs/operations.md, 'How many flow processes').",
+            (f"sum(rate(rewardflow_redis_documents_total[{RI}]))", "documents"),
+            (f"sum(rate(rewardflow_events_in_total[{RI}]))", "events"),
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
 
     L.row("Gateway")
     lat = quantiles("rewardflow_gateway_request_duration_seconds", "route")

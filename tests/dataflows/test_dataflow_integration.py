@@ -82,6 +82,9 @@ def test_feedback_moves_policy_and_garbage_goes_to_dlq(flow_settings, dataflow, 
     wait = _scrape(s.dataflow_metrics_port, "rewardflow_input_wait_seconds")
     assert wait["_count"] >= 2  # the two produce rounds were read by different polls
     assert 0 < wait["_sum"] < 60 * wait["_count"]
+    # ... and counted each document set it wrote: a1's after each of its two rewards at least
+    docs = _scrape(s.dataflow_metrics_port, "rewardflow_redis_documents")
+    assert docs["_total"] >= 2
 
 
 def _scrape(port: int, name: str) -> dict[str, float]:

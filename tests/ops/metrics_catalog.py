@@ -23,6 +23,7 @@ DATAFLOW_METRICS: dict[str, str] = {
     "rewardflow_policy_epsilon": "histogram",
     "rewardflow_learner_update_seconds": "histogram",
     "rewardflow_redis_write_seconds": "histogram",
+    "rewardflow_redis_documents_total": "counter",
     "rewardflow_kafka_write_seconds": "histogram",
     "rewardflow_consumer_lag": "gauge",  # {topic, partition}
     "rewardflow_input_wait_seconds": "histogram",
