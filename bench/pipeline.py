@@ -13,7 +13,9 @@ b. **end to end**: the dataflow (``python -m dataflows.run``, recovery on) is st
    ``counts.in`` == produced; this load has no unparseable events) -> events/s broker ->
    flow -> Redis, and its ratio to (a). The time including process start is printed too,
    and where the CPU went: per event in the flow, the broker, Redis and the whole machine
-   (``/proc/stat``: on a shared machine the difference is other work);
+   (``/proc/stat``: on a shared machine the difference is other work), and how many agent
+   document sets the flow wrote to Redis per event (here and under the live load: a cost per
+   agent, at most one per ``RF_PROJECTION_WRITE_SECONDS``);
 c. **freshness under live load**: with the flow running, a separate process produces fresh
    events (event time = send time) at a fixed rate (default 20k/s for 45 s; producer
    ``linger.ms`` 20 as the gateway's own producer batches, ``--linger-ms``) and, every
@@ -185,6 +187,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             "flow_cpu_us_per_event": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
             "agent_counts_when_done": counts,
             "sink_seconds": flow.sink_seconds(),
+            # agent document sets written per event (each agent at most one per
+            # RF_PROJECTION_WRITE_SECONDS: a per-agent cost, far higher live than from a backlog)
+            "redis_documents_per_event": round(flow.documents() / len(msgs), 3),
             "cpu_us_per_event": {
                 "flow": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
                 **{k: round((svc1[k] - svc0[k]) / len(msgs) * 1e6, 1) for k in svc},
@@ -214,6 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             own0 = time.process_time()
             busy0 = machine_busy()
             wait0 = flow.histogram("rewardflow_input_wait_seconds")
+            docs0 = flow.documents()
             go.set()
             from tqdm import tqdm
             for _ in tqdm(range(int(args.live_seconds * 10)), desc="live load",
@@ -253,6 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             span_s = (drained or time.time()) - live["t0"]
             snaps = flow.snapshots()
             wait1 = flow.histogram("rewardflow_input_wait_seconds")
+            docs1 = flow.documents()
             # the flow's epochs end every snapshot_seconds from when it started running (each
             # re-pickles and writes the state of every agent it touched: the largest stall)
             first_epoch = math.ceil((live["t0"] - t_ready) / s.snapshot_seconds)
@@ -271,6 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 # how long the oldest message of each poll waited for the flow
                 "input_wait_p50_s": _r(hist_quantile(wait0, wait1, 0.5)),
                 "input_wait_p99_s": _r(hist_quantile(wait0, wait1, 0.99)),
+                "redis_documents_per_event": round((docs1 - docs0) / live["produced"], 3)
+                if live["produced"] else None,
                 "epoch_ends_in_window": epochs, "snapshot_seconds": s.snapshot_seconds,
                 # every epoch end of the run (each process snapshots its agent_shards shards)
                 "epoch_end_snapshot_s_per_process": round(

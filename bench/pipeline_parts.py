@@ -158,6 +158,10 @@ class Flow:
         sums = self.metric_sums()
         return {"redis": sums["redis"], "kafka": sums["kafka"]}
 
+    def documents(self) -> float:
+        """Agent document sets the flow processes wrote to Redis so far."""
+        return self.metric_sums()["documents"]
+
     def snapshots(self) -> dict[str, float]:
         """The flow processes' epoch-end snapshots so far: shard snapshot seconds and calls,
         bytes handed to Bytewax, bytes in the cold stores (their Prometheus series)."""
@@ -186,7 +190,8 @@ class Flow:
                   "snapshot_s": "rewardflow_state_snapshot_seconds_sum",
                   "snapshot_calls": "rewardflow_state_snapshot_seconds_count",
                   "snapshot_bytes": "rewardflow_state_snapshot_bytes_total",
-                  "cold_bytes": "rewardflow_cold_store_bytes"}
+                  "cold_bytes": "rewardflow_cold_store_bytes",
+                  "documents": "rewardflow_redis_documents_total"}
         from prometheus_client.parser import text_string_to_metric_families
 
         wanted = {sample: key for key, sample in series.items()}
@@ -305,7 +310,9 @@ def table(res: dict[str, Any]) -> str:
             f"  {'  machine busy (of ' + str(res['machine']['cpus']) + ' cores)':<44}"
             f"{e['machine_busy_cores']:>14}",
             f"  {'  flow time in Redis / Kafka sink calls':<44}"
-            f"{e['sink_seconds']['redis']:>6.2f} / {e['sink_seconds']['kafka']:.2f} s"]
+            f"{e['sink_seconds']['redis']:>6.2f} / {e['sink_seconds']['kafka']:.2f} s",
+            f"  {'  Redis documents per event':<44}"
+            f"{e.get('redis_documents_per_event', 'n/a'):>14}"]
     f = res.get("freshness")
     if f:
         rows += [
@@ -319,6 +326,8 @@ def table(res: dict[str, Any]) -> str:
             f"{_fmt(f.get('input_wait_p50_s')).strip():>9} / "
             f"{_fmt(f.get('input_wait_p99_s')).strip()}",
             f"  {'  drain after the load stopped':<44}{_fmt(f['drain_after_stop_s'])}",
+            f"  {'  Redis documents per event (live)':<44}"
+            f"{f.get('redis_documents_per_event', 'n/a'):>14}",
             f"  {'  epoch snapshots inside the load (about)':<44}"
             f"{f.get('epoch_ends_in_window', 'n/a'):>10}"
             + ("" if f.get("epoch_ends_in_window") else
