@@ -27,7 +27,7 @@ from redis import Redis
 
 from dataflows.population_flow import build_flow
 from dataflows.population_metrics import population_metrics
-from dataflows.supervise import supervise
+from dataflows.supervise import catch_stop_signals, supervise
 from schemas.keys import Keys
 from schemas.priors import PriorDocument
 from schemas.settings import Settings, get_settings
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         store = Path(settings.population_recovery_dir)
         ensure_recovery_store(store)
         cmd += ["-r", str(store), "-s", str(max(1, round(settings.snapshot_seconds))), "-b", "0"]
-    return supervise([subprocess.Popen(cmd)])  # noqa: S603 - our own interpreter and module
+    stopping = catch_stop_signals()  # before the child starts: it inherits what is ignored
+    return supervise([subprocess.Popen(cmd)], stopping)  # noqa: S603 - our own module
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from dataflows.metrics import POSITIONS, flow_metrics
 from dataflows.partitions import Share, check_store_layout, store_dir
 from dataflows.recovery_store import ensure_recovery_store, open_cold_store, recovery_dir
 from dataflows.sinks import RedisProjectionSink
-from dataflows.supervise import supervise
+from dataflows.supervise import catch_stop_signals, supervise
 from schemas.settings import Settings, get_settings
 
 log = logging.getLogger("rewardflow.dataflow")
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"rewardflow dataflow: {exc}", file=sys.stderr)
             return 2
+    stopping = catch_stop_signals()  # before the children start: they inherit what is ignored
     children = []
     if n == 1:  # supervised too: a SIGTERM to this process alone must reach the flow
         children.append(subprocess.Popen(_command(settings, args.workers, base)))
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             store = store_dir(base, share) if base is not None else None
             children.append(subprocess.Popen(_command(settings, args.workers, store),
                                              env=env))
-    return supervise(children)
+    return supervise(children, stopping)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            # its own session: a Ctrl-C in the terminal stops the flow before the broker it
+            # reads from (the launcher stops the broker last), and a dying parent still
+            # takes it along (die_with_parent)
+            start_new_session=True,
             preexec_fn=die_with_parent(),
         )
         wait_for_port("127.0.0.1", self.port, timeout)

@@ -49,7 +49,8 @@ class ObjectStore:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent())
         wait_for_port("127.0.0.1", self.port, timeout)
         resp = httpx.put(f"{self.endpoint}/{self.bucket}", timeout=10)
         if resp.status_code != 200:

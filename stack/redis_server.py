@@ -38,8 +38,9 @@ class RedisServer:
                      "--dir", str(self.data_dir.resolve())]
         else:
             args += ["--appendonly", "no"]
+        # its own session, like the broker's: stopped last, by whoever started it
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                      preexec_fn=die_with_parent())
+                                      start_new_session=True, preexec_fn=die_with_parent())
         wait_for_port("127.0.0.1", self.port, timeout)
         self._wait_loaded(timeout)
         return self

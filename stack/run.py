@@ -62,6 +62,15 @@ def main() -> int:
         _say(f"port {settings.gateway_port} on {settings.gateway_host} is already in use "
              "(another rewardflow?); stop it or set RF_GATEWAY_PORT")
         return 2
+
+    def _interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers, before any child starts: a launcher started in the background
+    # inherits SIGINT ignored, and its children would inherit that (a handled signal starts
+    # as the default in a child) and never see a Ctrl-C.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         updates: dict[str, object] = {}
         if not settings.kafka_bootstrap_servers:
@@ -109,12 +118,6 @@ def main() -> int:
         _say(f"gateway on {base}  docs: {base}/docs  metrics: {base}/metrics  "
              f"ready: {base}/readyz")
         _say("try `make demo` in another terminal; Ctrl-C stops everything")
-        def _interrupt(*_: object) -> None:
-            raise KeyboardInterrupt
-
-        # Explicit handlers: a launcher started in the background inherits SIGINT ignored.
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
         while True:
             for p in procs:
                 if p.poll() is not None:
