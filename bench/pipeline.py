@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                    f"(alive={flow.alive()}); see {work}")
             raise RuntimeError(msg)
         e2e = len(msgs) / (done - t_ready)
+        sums = flow.metric_sums()  # one scrape of the flow processes for every figure below
         docs = [d for d in summ.docs() if d]
         counts = {k: sum(d["counts"].get(k, 0) for d in docs)
                   for k in ("in", "decisions", "joined", "dlq", "duplicates", "late", "rewards")}
@@ -186,10 +187,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             "flow_cpu_seconds": round(cpu1 - cpu0, 2),
             "flow_cpu_us_per_event": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
             "agent_counts_when_done": counts,
-            "sink_seconds": flow.sink_seconds(),
+            "sink_seconds": {"redis": sums["redis"], "kafka": sums["kafka"]},
             # agent document sets written per event (each agent at most one per
             # RF_PROJECTION_WRITE_SECONDS: a per-agent cost, far higher live than from a backlog)
-            "redis_documents_per_event": round(flow.documents() / len(msgs), 3),
+            "redis_documents_per_event": round(sums["documents"] / len(msgs), 3),
             "cpu_us_per_event": {
                 "flow": round((cpu1 - cpu0) / len(msgs) * 1e6, 1),
                 **{k: round((svc1[k] - svc0[k]) / len(msgs) * 1e6, 1) for k in svc},
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             own0 = time.process_time()
             busy0 = machine_busy()
             wait0 = flow.histogram("rewardflow_input_wait_seconds")
-            docs0 = flow.documents()
+            docs0 = flow.metric_sums()["documents"]
             go.set()
             from tqdm import tqdm
             for _ in tqdm(range(int(args.live_seconds * 10)), desc="live load",
@@ -257,9 +258,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                     series.append((round(t_send - live["t0"], 3), round(t_seen - t_send, 4)))
             dur = live["t1"] - live["t0"]
             span_s = (drained or time.time()) - live["t0"]
-            snaps = flow.snapshots()
+            snaps = flow.metric_sums()  # epoch-end snapshots and documents, one scrape
             wait1 = flow.histogram("rewardflow_input_wait_seconds")
-            docs1 = flow.documents()
             # the flow's epochs end every snapshot_seconds from when it started running (each
             # re-pickles and writes the state of every agent it touched: the largest stall)
             first_epoch = math.ceil((live["t0"] - t_ready) / s.snapshot_seconds)
@@ -278,8 +278,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
                 # how long the oldest message of each poll waited for the flow
                 "input_wait_p50_s": _r(hist_quantile(wait0, wait1, 0.5)),
                 "input_wait_p99_s": _r(hist_quantile(wait0, wait1, 0.99)),
-                "redis_documents_per_event": round((docs1 - docs0) / live["produced"], 3)
-                if live["produced"] else None,
+                "redis_documents_per_event":
+                    round((snaps["documents"] - docs0) / live["produced"], 3)
+                    if live["produced"] else None,
                 "epoch_ends_in_window": epochs, "snapshot_seconds": s.snapshot_seconds,
                 # every epoch end of the run (each process snapshots its agent_shards shards)
                 "epoch_end_snapshot_s_per_process": round(

@@ -153,22 +153,6 @@ class Flow:
             out += [int(k) for k in kids] or [c.pid]
         return out
 
-    def sink_seconds(self) -> dict[str, float]:
-        """Seconds the flow processes spent in sink calls so far (their Prometheus sums)."""
-        sums = self.metric_sums()
-        return {"redis": sums["redis"], "kafka": sums["kafka"]}
-
-    def documents(self) -> float:
-        """Agent document sets the flow processes wrote to Redis so far."""
-        return self.metric_sums()["documents"]
-
-    def snapshots(self) -> dict[str, float]:
-        """The flow processes' epoch-end snapshots so far: shard snapshot seconds and calls,
-        bytes handed to Bytewax, bytes in the cold stores (their Prometheus series)."""
-        sums = self.metric_sums()
-        return {k: sums[k] for k in ("snapshot_s", "snapshot_calls", "snapshot_bytes",
-                                     "cold_bytes")}
-
     def scrapes(self) -> list[str]:
         """The /metrics text of every flow process that answers."""
         import urllib.request
@@ -184,7 +168,11 @@ class Flow:
         return texts
 
     def metric_sums(self) -> dict[str, float]:
-        """A few of the flow processes' Prometheus series, summed over the processes."""
+        """A few of the flow processes' Prometheus series so far, summed over the processes:
+        seconds in sink calls, epoch-end shard snapshots (seconds, calls, bytes handed to
+        Bytewax), bytes in the cold stores, agent document sets written to Redis."""
+        from prometheus_client.parser import text_string_to_metric_families
+
         series = {"redis": "rewardflow_redis_write_seconds_sum",
                   "kafka": "rewardflow_kafka_write_seconds_sum",
                   "snapshot_s": "rewardflow_state_snapshot_seconds_sum",
@@ -192,8 +180,6 @@ class Flow:
                   "snapshot_bytes": "rewardflow_state_snapshot_bytes_total",
                   "cold_bytes": "rewardflow_cold_store_bytes",
                   "documents": "rewardflow_redis_documents_total"}
-        from prometheus_client.parser import text_string_to_metric_families
-
         wanted = {sample: key for key, sample in series.items()}
         out = dict.fromkeys(series, 0.0)
         for text in self.scrapes():
