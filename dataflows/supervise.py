@@ -68,7 +68,7 @@ def supervise(children: list[subprocess.Popen[bytes]], stopping: list[int],
     if not stopping:  # a child ended on its own (a stop request ends them with codes too)
         for c in children:
             if c.poll() is not None and c.returncode:
-                log.error("flow process %s exited with %s; stopping the others", c.pid,
+                log.error("Bytewax process %s exited with %s; stopping the others", c.pid,
                           c.returncode)
                 code = code or c.returncode
     if stopping and wait_all(grace):
