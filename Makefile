@@ -55,7 +55,7 @@ bench-pipeline: $(STAMP) ## End-to-end events/s and freshness vs raw consume: 1,
 	$(BIN)/python -m bench.pipeline --flow-procs 1
 	$(BIN)/python -m bench.pipeline --flow-procs 2
 
-bench-capacity: $(STAMP) ## Freshness p50/p99 against load (10k-20k/s, 2 flow processes); writes a PNG
+bench-capacity: $(STAMP) ## Freshness p50/p99 against load (10k-20k/s, lower if none meets 1 s; 2 flow processes); PNG
 	$(BIN)/python -m bench.capacity
 
 bench-state: $(STAMP) ## An agent's recovery state after a day of uptime: snapshot and prune cost

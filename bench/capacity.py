@@ -6,7 +6,10 @@ flow has its agents), then the live load with its freshness probes (45 s, so the
 holds an epoch end). Per rate it prints the freshness p50 / p99 (feedback handed to the
 producer -> Redis shows it), the input wait p99 (how long the oldest message of a poll
 waited for the flow) and the cores the flow and the whole machine used; then the highest
-rate at which the p99 stayed under the target (1 s) *and* every lower rate did too.
+rate at which the p99 stayed under the target (1 s) *and* every lower rate did too. When
+even the lowest rate misses it (a smaller or busier machine), the sweep steps down, halving
+the rate, until one meets it (at most ``--step-down`` more rates, 3 by default, never below
+500 events/s), so that it still ends with a figure to size by.
 
 That rate is the figure to size a deployment by: the freshness a process keeps depends on
 the CPU it has to spare, and on a shared machine the broker, Redis and the load generator
@@ -77,6 +80,25 @@ def capacity(points: list[dict[str, Any]], target: float) -> float | None:
     return best
 
 
+def step_down(points: list[dict[str, Any]], target: float, left: int,
+              floor: float = 500.0) -> float | None:
+    """The next lower rate to try when no measured rate met the target: half the lowest
+    measured, if runs are ``left`` and it is not below ``floor``; else None.
+
+    >>> pts = [{"rate": 10e3, "p99_s": 4.0, "consumed_all": True, "probes_missing": 0}]
+    >>> step_down(pts, 1.0, left=3)
+    5000.0
+    >>> step_down(pts, 1.0, left=0) is None, step_down(pts, 5.0, left=3) is None
+    (True, True)
+    >>> step_down([dict(pts[0], rate=800.0)], 1.0, left=3) is None   # 400/s: below the floor
+    True
+    """
+    if left <= 0 or not points or capacity(points, target) is not None:
+        return None
+    lower = min(p["rate"] for p in points) / 2
+    return lower if lower >= floor else None
+
+
 def table(points: list[dict[str, Any]], target: float, label: str) -> str:
     def ms(x: float | None) -> str:
         return "n/a" if x is None else f"{x * 1000:.0f}"
@@ -85,7 +107,7 @@ def table(points: list[dict[str, Any]], target: float, label: str) -> str:
             f"  {'rate /s':>8} {'achieved':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
             f"{'wait p99':>9} {'epochs':>6} {'flow cores':>10} {'machine':>8}  p99 < "
             f"{target:g} s"]
-    for p in points:
+    for p in sorted(points, key=lambda p: p["rate"]):  # (stepped-down rates ran last)
         rows.append(
             f"  {p['rate']:>8.0f} {p['achieved_rate'] or 0:>9} {ms(p['p50_s']):>7} "
             f"{ms(p['p99_s']):>7} {ms(p['max_s']):>7} {ms(p['input_wait_p99_s']):>9} "
@@ -156,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=20_000, help="backlog before the live load")
     p.add_argument("--live-seconds", type=float, default=45.0)
     p.add_argument("--target", type=float, default=1.0, help="p99 freshness target, seconds")
+    p.add_argument("--step-down", type=int, default=3, choices=range(4), metavar="{0..3}",
+                   help="when no rate meets the target, halve the lowest up to this many "
+                        "times (one run each)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -168,7 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     points: list[dict[str, Any]] = []
     runs = [r for r in args.rates for _ in range(args.repeats)]
     t0 = time.monotonic()
-    for i, rate in enumerate(runs, 1):
+    i, left = 0, args.step_down
+    while i < len(runs) or (lower := step_down(points, args.target, left)) is not None:
+        if i >= len(runs):  # nothing met the target: try half the lowest rate
+            left -= 1
+            runs += [lower] * args.repeats
+            print(f"no rate met p99 < {args.target:g} s: stepping down to {lower:,.0f} "
+                  "events/s", file=sys.stderr, flush=True)
+        rate = runs[i]
+        i += 1
         run_args = parse_args([
             "--rate", str(rate), "--flow-procs", str(args.flow_procs),
             "--events", str(args.events), "--live-seconds", str(args.live_seconds),

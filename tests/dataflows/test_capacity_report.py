@@ -56,3 +56,15 @@ def test_table_and_plot(tmp_path: Path) -> None:
     assert [r.split()[-1] for r in rows] == ["yes", "NO", "NO"]
     png = capacity.plot(pts, 1.0, "procs=2", tmp_path / "out" / "capacity.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_down_halves_until_a_rate_meets_the_target() -> None:
+    pts = [_pt(10e3, 4.0), _pt(20e3, 9.0)]
+    assert capacity.step_down(pts, 1.0, left=3) == 5e3
+    pts.append(_pt(5e3, 1.4))
+    assert capacity.step_down(pts, 1.0, left=2) == 2.5e3
+    pts.append(_pt(2.5e3, 0.6))
+    assert capacity.step_down(pts, 1.0, left=1) is None  # 2.5k/s met: the sweep is done
+    assert capacity.capacity(pts, 1.0) == 2.5e3
+    assert capacity.step_down([_pt(10e3, 4.0)], 1.0, left=0) is None  # no runs left
+    assert capacity.step_down([_pt(900.0, 4.0)], 1.0, left=3) is None  # 450/s: below 500
