@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=1.0, help="p99 freshness target, seconds")
     p.add_argument("--step-down", type=int, default=3, choices=range(4), metavar="{0..3}",
                    help="when no rate meets the target, halve the lowest up to this many "
-                        "times (one run each)")
+                        "times (--repeats runs each)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
