@@ -76,6 +76,20 @@ def _out(log_path: Path | None) -> int | IO[bytes]:
     return open(log_path, "ab")  # noqa: SIM115 - handed to the child
 
 
+def _start(args: list[str], settings: Settings, log_path: Path | None
+           ) -> subprocess.Popen[bytes]:
+    """One of the product's processes with ``settings``: output to ``log_path`` (or nowhere),
+    in its own process group (:func:`stop` signals the group), stopped if this one dies."""
+    out = _out(log_path)
+    try:
+        return subprocess.Popen(args, env=settings_env(settings), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent())
+    finally:
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy
+
+
 def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = True,
                    processes: int | None = None,
                    log_path: Path | None = None) -> subprocess.Popen[bytes]:
@@ -86,9 +100,7 @@ def start_dataflow(settings: Settings, *, workers: int = 1, recovery: bool = Tru
         args += ["-p", str(processes)]
     if not recovery:
         args.append("--no-recovery")
-    return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=die_with_parent())
+    return _start(args, settings, log_path)
 
 
 def start_population(settings: Settings, *, recovery: bool = True,
@@ -99,9 +111,7 @@ def start_population(settings: Settings, *, recovery: bool = True,
     args = [sys.executable, "-m", "dataflows.population_run"]
     if not recovery:
         args.append("--no-recovery")
-    return subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=die_with_parent())
+    return _start(args, settings, log_path)
 
 
 def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None = None,
@@ -110,9 +120,7 @@ def start_gateway(settings: Settings, *, workers: int = 1, log_path: Path | None
     args = [sys.executable, "-m", "uvicorn", "--factory", "gateway.main:create_app",
             "--host", settings.gateway_host, "--port", str(settings.gateway_port),
             "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    proc = subprocess.Popen(args, env=settings_env(settings), stdout=_out(log_path),
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=die_with_parent())
+    proc = _start(args, settings, log_path)
     try:
         wait_for_port(settings.gateway_host, settings.gateway_port, timeout)
     except TimeoutError:
