@@ -11,6 +11,10 @@ they are released at, ``R`` per second, from four partitions named like Kafka's 
 watermark ticks run) polled as the lean Kafka source polls them. Live, each agent takes
 its events one or two at a time, and the same code costs more per event than from a
 backlog (2026-11-22: 75-78 us at 10k/s against 43 us with the whole input at once).
+
+``--floor`` runs the same flow with an agent step that applies nothing (no join, projections,
+learner, documents or rewards): what parsing, Bytewax and the shard routing cost alone, the
+floor under any faster agent core (2026-12-06: 9-14 us of 73-85 us an event from a backlog).
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import cProfile
 import pstats
 import time
 import zlib
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from bench.pipeline_load import _iso, live_schedule, mixed_events, stamped
+from dataflows import agent_step
 from dataflows.flow import build_flow
 from dataflows.kafka_source import _Msg
 from dataflows.run import tune_gc
@@ -55,6 +62,20 @@ class PackOnlyRedisSink(RedisProjectionSink):
         p._keys, p._ttl, p._keep = self._keys, self._ttl, self._keep  # noqa: SLF001
         p._agent_keys = {}  # noqa: SLF001
         return p
+
+
+class _AppliesNothing(agent_step.AgentLogic):
+    """An agent step that takes its events and applies none of them (``--floor``)."""
+
+    def on_batch(self, values: list[Any], now: float, floor: float,
+                 input_last: float) -> list[Any]:
+        return []
+
+    def on_notify(self, now: float, floor: float, input_last: float) -> list[Any]:
+        return []
+
+    def on_eof(self, now: float) -> list[Any]:
+        return []
 
 
 class _Null(StatelessSinkPartition[Any]):
@@ -152,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-rate", type=float, default=0.0,
                    help="feed events live at this rate/s instead of all at once")
     p.add_argument("--seconds", type=float, default=10.0, help="how long (--live-rate)")
+    p.add_argument("--floor", action="store_true",
+                   help="an agent step that applies nothing: the cost of everything else")
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--top", type=int, default=40)
     args = p.parse_args(argv)
@@ -174,15 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                       s)
     tune_gc(s.dataflow_gc_threshold)
     prof = cProfile.Profile() if args.cprofile else None
-    t0, c0 = time.perf_counter(), time.process_time()
-    if prof is not None:
-        prof.enable()
-    run_main(flow)
-    if prof is not None:
-        prof.disable()
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    floor = mock.patch.object(agent_step, "AgentLogic", _AppliesNothing) if args.floor \
+        else nullcontext()
+    with floor:
+        t0, c0 = time.perf_counter(), time.process_time()
+        if prof is not None:
+            prof.enable()
+        run_main(flow)
+        if prof is not None:
+            prof.disable()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"{n} events in {dt:.2f} s wall, {cpu:.2f} s CPU ({cpu / dt:.2f} cores): "
-          f"{cpu / n * 1e6:.1f} us/event, {n / dt:,.0f} events/s")
+          f"{cpu / n * 1e6:.1f} us/event, {n / dt:,.0f} events/s"
+          + (" (floor: the agent step applied nothing)" if args.floor else ""))
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
     return 0

@@ -88,6 +88,7 @@ from bench.pipeline_parts import (
     table,
     wait_consumed,
 )
+from stack.progress import redraw_every
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
@@ -224,7 +225,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
             go.set()
             from tqdm import tqdm
             for _ in tqdm(range(int(args.live_seconds * 10)), desc="live load",
-                          disable=not progress, unit="x100ms"):
+                          disable=not progress, unit="x100ms",
+                          mininterval=redraw_every()):
                 time.sleep(0.1)
                 if not loader.is_alive():
                     break

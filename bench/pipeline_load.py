@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.producer import LINGER_MS as GATEWAY_LINGER_MS
+from stack.progress import redraw_every
 
 ACTIONS = ["reply", "ask_question", "share_fact", "stay_quiet"]
 FEEDBACK = ["thumbs", "accept", "ignore", "more_like_this", "rating"]
@@ -129,7 +130,8 @@ def produce_all(bootstrap: str, topics: list[str], msgs: list[tuple[int, bytes, 
     p = _producer(bootstrap)
     t0 = time.perf_counter()
     for i, (ti, key, payload) in enumerate(tqdm(msgs, desc="produce", unit="ev",
-                                                 disable=not progress, mininterval=0.5)):
+                                                 disable=not progress,
+                                                 mininterval=redraw_every())):
         while True:
             try:
                 p.produce(topics[ti], value=payload, key=key)
@@ -159,7 +161,7 @@ def raw_consume(bootstrap: str, topics: list[str], expected: int, partitions: in
     t0 = time.perf_counter()
     deadline = time.monotonic() + timeout
     with tqdm(total=expected, desc="raw consume", unit="msg", disable=not progress,
-              mininterval=0.5) as bar:
+              mininterval=redraw_every()) as bar:
         while n < expected and time.monotonic() < deadline:
             got = c.consume(1000, 0.5)
             k = sum(1 for m in got if m.error() is None)

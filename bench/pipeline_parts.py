@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from bench.pipeline_load import PROBE_AGENTS
+from stack.progress import redraw_every
 
 
 # -- Redis helpers ---------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def wait_consumed(summ: Summaries, expected: int, timeout: float, progress: bool
     n = 0
     deadline = time.monotonic() + timeout
     with tqdm(total=expected, desc=desc, unit="ev", disable=not progress,
-              mininterval=0.5) as bar:
+              mininterval=redraw_every()) as bar:
         while time.monotonic() < deadline:
             now = time.time()
             m = summ.counted_in()

@@ -34,6 +34,7 @@ from dataflows.flow import join_config
 from dataflows.recovery_store import open_cold_store
 from schemas.events import EVENT_ADAPTER
 from schemas.settings import Settings
+from stack.progress import redraw_every
 
 
 def _best(fn: Any, repeat: int = 5) -> float:
@@ -61,7 +62,8 @@ def build(hours: float, rate: float, progress: bool = True) -> tuple[AgentState,
     for off, ti, _key, doc in evs:
         doc["ts"] = _iso(t0 + off)
         parsed.append((EVENT_ADAPTER.validate_json(orjson.dumps(doc)), ("bench", ti, 0)))
-    for ev, meta in tqdm(parsed[:-1], desc="events", unit="ev", disable=not progress):
+    for ev, meta in tqdm(parsed[:-1], desc="events", unit="ev", disable=not progress,
+                         mininterval=redraw_every()):
         st.ingest(ev, meta, now=0.0)
     return st, parsed[-1]
 

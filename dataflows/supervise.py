@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-log = logging.getLogger("rewardflow.dataflow")
+log = logging.getLogger("rewardflow.supervise")  # the flow and the population launchers
 
 
 def catch_stop_signals() -> list[int]:

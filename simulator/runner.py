@@ -235,14 +235,12 @@ def run_life(
     rounds = range(weeks * SLOTS_PER_WEEK)
     bar: Any = rounds
     if progress:
-        import sys
-
         from tqdm import tqdm
 
-        # On a terminal the bar redraws in place; in a log every redraw is a new line, so
-        # there it reports every 15 s.
+        from stack.progress import redraw_every
+
         bar = tqdm(rounds, desc=f"{backend.name} rounds", unit="round",
-                   mininterval=0.1 if sys.stderr.isatty() else 15.0)
+                   mininterval=redraw_every(0.1))
     pool = ThreadPoolExecutor(max_workers=max(1, len(people))) if backend.concurrent else None
     try:
         for t in bar:

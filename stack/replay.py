@@ -46,6 +46,7 @@ import orjson
 
 from schemas.settings import Settings, get_settings
 from schemas.topics import Topics
+from stack.progress import redraw_every
 
 #: The input event types and the topic each goes to.
 ROUTES = {"AgentUpserted": "agents", "PolicyRollbackRequested": "agents",
@@ -151,7 +152,7 @@ def replay(path: Path, settings: Settings, *, rate: float | None = None,
     total = path.stat().st_size
     t0 = time.perf_counter()
     with tqdm(total=total, unit="B", unit_scale=True, desc=f"replay {path.name}",
-              disable=not progress, file=sys.stderr) as bar:
+              disable=not progress, file=sys.stderr, mininterval=redraw_every()) as bar:
         for lineno, line in enumerate(_lines(path), 1):
             bar.update(len(line))
             raw = line.strip()

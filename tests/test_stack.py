@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 
@@ -92,3 +94,17 @@ def test_a_killed_parent_leaves_no_servers_behind(tmp_path):
     for p in left:  # do not leave them to the next test either
         os.kill(p, signal.SIGKILL)
     assert left == [], f"still running after the parent was killed: {left}"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_redraw_seldom_in_a_log():
+    """A bar redraws in place on a terminal; in a file every redraw is a new line."""
+    from stack.progress import IN_A_LOG, redraw_every
+
+    assert redraw_every(0.1, _Tty()) == 0.1
+    assert redraw_every(0.5, io.StringIO()) == IN_A_LOG
+    assert redraw_every(0.5, object()) == IN_A_LOG  # type: ignore[arg-type]  # no isatty

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import bench.capacity as capacity
@@ -14,12 +13,6 @@ def _pt(rate: float, p99: float | None, *, consumed: bool = True, missing: int =
             "max_s": p99, "probes": 899, "probes_missing": missing,
             "input_wait_p99_s": 0.25, "epoch_ends_in_window": 1, "consumed_all": consumed,
             "flow_cores": 1.1, "machine_cores": 1.6, "end_to_end_per_s": 30_000}
-
-
-def test_docstring_examples() -> None:
-    res = doctest.testmod(capacity)
-    assert res.attempted >= 4
-    assert res.failed == 0
 
 
 def test_capacity_needs_every_lower_rate_and_every_repeat() -> None:

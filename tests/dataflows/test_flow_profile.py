@@ -25,3 +25,14 @@ def test_live_mode_completes_and_reports_cpu_per_event(capsys: pytest.CaptureFix
     assert flow_profile.main(["--live-rate", "2000", "--seconds", "1", "--agents", "20"]) == 0
     out = capsys.readouterr().out
     assert " events in " in out and "us/event" in out
+
+
+def test_floor_runs_the_flow_with_an_agent_step_that_applies_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dataflows import agent_step
+    from dataflows.agent_step import AgentLogic
+
+    assert flow_profile.main(["--floor", "--events", "2000", "--agents", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2000 events in ") and "(floor: the agent step applied nothing)" in out
+    assert agent_step.AgentLogic is AgentLogic  # the real step is back after the run
