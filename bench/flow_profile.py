@@ -14,7 +14,7 @@ backlog (2026-11-22: 75-78 us at 10k/s against 43 us with the whole input at onc
 
 ``--floor`` runs the same flow with an agent step that applies nothing (no join, projections,
 learner, documents or rewards): what parsing, Bytewax and the shard routing cost alone, the
-floor under any faster agent core (2026-12-06: 9-14 us of 73-85 us an event from a backlog).
+floor under any faster agent core (2026-12-06: 10-15 us of 66-86 us an event from a backlog).
 """
 
 from __future__ import annotations
