@@ -320,13 +320,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checks = figures(report, main_name, prior_name)
     report["figures"] = checks
     OUT.mkdir(parents=True, exist_ok=True)
-    report["plots"] = plot(report)
+    plots = report["plots"] = plot(report)
     (OUT / "learning.json").write_text(json.dumps(report, indent=1, default=float))
     print(table(report, main_name, prior_name))
     print()
     for k, v in checks.items():
         print(f"{k}: {v}")
-    print(f"\nwrote {OUT / 'learning.json'} and {', '.join(report['plots'])} "
+    print(f"\nwrote {OUT / 'learning.json'} and {', '.join(plots)} "
           f"in {report['seconds']} s")
     return report
 

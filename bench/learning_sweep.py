@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.learning import rewardflow_backend, train_prior
 from bench.learning_cohort import run_cohort
@@ -33,7 +33,7 @@ from simulator.runner import RunResult, run_life
 
 
 def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: int,
-             features: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+             features: Sequence[str] = ()) -> dict[str, ArchetypeSummary]:
     """Per archetype: week-4 (or last week) share of the oracle and median to 80%."""
     people = make_people(per_archetype, seed=seed)
     be = rewardflow_backend(seed, algorithm, prior=prior, features=features)
@@ -43,20 +43,28 @@ def life_arm(seed: int, algorithm: str, prior: Any, per_archetype: int, weeks: i
 
 
 def cohort_arm(seed: int, algorithm: str, per_archetype: int, weeks: int
-               ) -> dict[str, dict[str, float]]:
+               ) -> dict[str, ArchetypeSummary]:
     """:func:`life_arm` for the same people starting together without a prior, with live
     hand-offs at the product's defaults (:func:`bench.learning_cohort.run_cohort`)."""
     res, _ = run_cohort(make_people(per_archetype, seed=seed), seed, algorithm, weeks)
     return summary(res, weeks)
 
 
-def summary(res: RunResult, weeks: int) -> dict[str, dict[str, float]]:
+class ArchetypeSummary(TypedDict):
+    """One archetype's figures in one run."""
+
+    week4: float  #: week-4 (or last week) acceptance / oracle
+    median: float  #: median interactions until a person reaches 80% of the oracle
+    hits: list[int]  #: those interactions per person (never: the run's length + 1)
+
+
+def summary(res: RunResult, weeks: int) -> dict[str, ArchetypeSummary]:
     """Per archetype of a run: week-4 (or last week) share of the oracle, median to 80%."""
     acc, orc = res.weekly("expected"), res.weekly("oracle_expected")
     hits = interactions_to_target(res.records)
     arch_of = {r["person_id"]: r["archetype"] for r in res.records}
     wk = min(4, weeks) - 1
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, ArchetypeSummary] = {}
     for arch in sorted(acc):
         vals = [h if h is not None else weeks * SLOTS_PER_WEEK + 1
                 for p, h in hits.items() if arch_of[p] == arch]
@@ -87,10 +95,10 @@ def sweep_life(seeds: Sequence[int], algorithms: Sequence[str], per_archetype: i
           + "  ".join(f"{a[:9]:>9s} wk4 t80" for a in ("night_owl", "introvert", "workhorse")))
     pooled: dict[str, dict[str, list[float]]] = {}
     for key, per in rows.items():
-        algo, arm, seed = key.split("|")
+        algo, arm, seed_no = key.split("|")
         cells = "  ".join(f"{per[a]['week4']:13.3f} {per[a]['median']:>4g}" for a in sorted(per,
                           key=("night_owl", "introvert", "workhorse").index))
-        print(f"{algo:15s} {arm:9s} {seed:>4s}  {cells}")
+        print(f"{algo:15s} {arm:9s} {seed_no:>4s}  {cells}")
         for a, v in per.items():
             p = pooled.setdefault(f"{algo}|{arm}|{a}", {"week4": [], "hits": [], "medians": []})
             p["week4"].append(v["week4"])

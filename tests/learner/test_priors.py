@@ -43,3 +43,19 @@ def test_learner_with_prior_pickles_and_weighs_archetypes():
     assert doc["buckets"]["*"]["values"]["b"] > 0.5  # untried, but the prior says yes
     clone = pickle.loads(pickle.dumps(lrn))
     assert clone.policy_dict() == lrn.policy_dict()
+
+
+def test_learning_sweep_reports_each_arm_per_archetype(capsys) -> None:
+    """``bench.learning_sweep life`` at its smallest: both arms, each archetype's figures."""
+    from bench.learning_sweep import sweep_life
+
+    rows = sweep_life([0], ["epsilon_greedy"], per_archetype=1, weeks=1,
+                      train_per_archetype=1, train_weeks=1)
+    assert set(rows) == {"epsilon_greedy|prior|0", "epsilon_greedy|no prior|0"}
+    for per in rows.values():
+        assert set(per) == {"night_owl", "introvert", "workhorse"}
+        for fig in per.values():
+            assert 0 < fig["week4"] <= 1.5
+            assert len(fig["hits"]) == 1 and fig["median"] == fig["hits"][0]
+    out = capsys.readouterr().out
+    assert "pooled over seeds" in out and "no prior" in out
