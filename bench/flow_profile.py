@@ -12,9 +12,13 @@ watermark ticks run) polled as the lean Kafka source polls them. Live, each agen
 its events one or two at a time, and the same code costs more per event than from a
 backlog (2026-11-22: 75-78 us at 10k/s against 43 us with the whole input at once).
 
-``--floor`` runs the same flow with an agent step that applies nothing (no join, projections,
-learner, documents or rewards): what parsing, Bytewax and the shard routing cost alone, the
-floor under any faster agent core (2026-12-06: 10-15 us of 66-86 us an event from a backlog).
+``--without PART`` (repeatable) takes a part out of the agent step, to see what it costs:
+``agent`` the whole step (its events are taken and none applied: what parsing, Bytewax and
+the shard routing cost alone, the floor under any faster agent core; 2026-12-06: 10-15 us
+of 66-86 us an event from a backlog), ``output`` its Kafka messages and Redis documents (and
+their way to the sinks), ``learner`` the learner's updates and policy versions, and
+``projections`` the projections' updates. What is left runs as before; the figures are for
+profiling only (without the learner, for one, no policy version is ever published).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import cProfile
 import pstats
 import time
 import zlib
-from contextlib import nullcontext
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -37,6 +41,8 @@ from bench.pipeline_load import _iso, live_schedule, mixed_events, stamped
 from dataflows import agent_step
 from dataflows.flow import build_flow
 from dataflows.kafka_source import _Msg
+from dataflows.learner.base import PolicyLearner
+from dataflows.projections import Projections
 from dataflows.run import tune_gc
 from dataflows.sinks import RedisProjectionSink, _RedisPartition
 from schemas.settings import Settings
@@ -65,7 +71,7 @@ class PackOnlyRedisSink(RedisProjectionSink):
 
 
 class _AppliesNothing(agent_step.AgentLogic):
-    """An agent step that takes its events and applies none of them (``--floor``)."""
+    """An agent step that takes its events and applies none of them (``--without agent``)."""
 
     def on_batch(self, values: list[Any], now: float, floor: float,
                  input_last: float) -> list[Any]:
@@ -76,6 +82,36 @@ class _AppliesNothing(agent_step.AgentLogic):
 
     def on_eof(self, now: float) -> list[Any]:
         return []
+
+
+def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+#: ``--without`` part -> the (owner, attribute, stand-in) it replaces for the run
+WITHOUT: dict[str, list[tuple[Any, str, Any]]] = {
+    "agent": [(agent_step, "AgentLogic", _AppliesNothing)],
+    "output": [(agent_step.AgentLogic, "_kafka", _nothing),
+               (agent_step.AgentLogic, "_document", _nothing)],
+    "learner": [(PolicyLearner, "update", _nothing), (PolicyLearner, "maybe_publish", _nothing)],
+    "projections": [(Projections, "apply", _nothing)],
+}
+
+
+def without(parts: list[str]) -> ExitStack:
+    """A context in which the agent step runs without ``parts`` (keys of :data:`WITHOUT`).
+
+    >>> with without(["projections"]):
+    ...     Projections.apply is _nothing
+    True
+    >>> Projections.apply is _nothing
+    False
+    """
+    stack = ExitStack()
+    for part in parts:
+        for owner, attr, stand_in in WITHOUT[part]:
+            stack.enter_context(mock.patch.object(owner, attr, stand_in))
+    return stack
 
 
 class _Null(StatelessSinkPartition[Any]):
@@ -173,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live-rate", type=float, default=0.0,
                    help="feed events live at this rate/s instead of all at once")
     p.add_argument("--seconds", type=float, default=10.0, help="how long (--live-rate)")
-    p.add_argument("--floor", action="store_true",
-                   help="an agent step that applies nothing: the cost of everything else")
+    p.add_argument("--without", action="append", default=[], choices=sorted(WITHOUT),
+                   help="take this part out of the agent step (repeatable; agent: all of it)")
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--top", type=int, default=40)
     args = p.parse_args(argv)
@@ -197,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                       s)
     tune_gc(s.dataflow_gc_threshold)
     prof = cProfile.Profile() if args.cprofile else None
-    floor = mock.patch.object(agent_step, "AgentLogic", _AppliesNothing) if args.floor \
-        else nullcontext()
-    with floor:
+    with without(args.without):
         t0, c0 = time.perf_counter(), time.process_time()
         if prof is not None:
             prof.enable()
@@ -209,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"{n} events in {dt:.2f} s wall, {cpu:.2f} s CPU ({cpu / dt:.2f} cores): "
           f"{cpu / n * 1e6:.1f} us/event, {n / dt:,.0f} events/s"
-          + (" (floor: the agent step applied nothing)" if args.floor else ""))
+          + (f" (without: {', '.join(args.without)})" if args.without else ""))
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
     return 0

@@ -103,11 +103,15 @@ class AgentLogic:
             self.pending = True
         # (the same sum as notify_at's trailing wake-up, so that wake-up finds the write due)
         if force or (self.pending and now >= self.last_emit + self.cfg.write_every):
-            items.append(snapshot_item(st, self.unsent, full=self.dirty_full))
+            self._document(st, items)
             self.last_emit = now
             self.pending = self.dirty_full = False
             self.unsent = []
         return items
+
+    def _document(self, st: AgentState, items: list[Any]) -> None:
+        """The agent's Redis documents (:func:`snapshot_item`), with its unsent versions."""
+        items.append(snapshot_item(st, self.unsent, full=self.dirty_full))
 
     def _kafka(self, st: AgentState, out: Emitted, items: list[Any]) -> None:
         """Rewards, policy versions and dead letters as Kafka messages (and their metrics)."""

@@ -27,12 +27,21 @@ def test_live_mode_completes_and_reports_cpu_per_event(capsys: pytest.CaptureFix
     assert " events in " in out and "us/event" in out
 
 
-def test_floor_runs_the_flow_with_an_agent_step_that_applies_nothing(
+def test_without_takes_parts_out_of_the_agent_step_for_the_run(
         capsys: pytest.CaptureFixture[str]) -> None:
     from dataflows import agent_step
     from dataflows.agent_step import AgentLogic
+    from dataflows.learner.base import PolicyLearner
 
-    assert flow_profile.main(["--floor", "--events", "2000", "--agents", "20"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("2000 events in ") and "(floor: the agent step applied nothing)" in out
-    assert agent_step.AgentLogic is AgentLogic  # the real step is back after the run
+    update = PolicyLearner.update
+    for parts in (["agent"], ["output", "learner", "projections"]):
+        argv = ["--events", "2000", "--agents", "20"]
+        for part in parts:
+            argv += ["--without", part]
+        assert flow_profile.main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("2000 events in ") and f"(without: {', '.join(parts)})" in out
+    # the real step is back after the run
+    assert agent_step.AgentLogic is AgentLogic and PolicyLearner.update is update
+    with pytest.raises(SystemExit):
+        flow_profile.main(["--without", "parsing"])
