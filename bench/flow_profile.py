@@ -14,7 +14,7 @@ backlog (2026-11-22: 75-78 us at 10k/s against 43 us with the whole input at onc
 
 ``--without PART`` (repeatable) takes a part out of the agent step, to see what it costs:
 ``agent`` the whole step (its events are taken and none applied: what parsing, Bytewax and
-the shard routing cost alone, the floor under any faster agent core; 2026-12-06: 10-15 us
+the shard routing cost alone, the floor under any faster agent core; 2026-12-06: 10-17 us
 of 66-86 us an event from a backlog), ``output`` its Kafka messages and Redis documents (and
 their way to the sinks), ``learner`` the learner's updates and policy versions, and
 ``projections`` the projections' updates. What is left runs as before; the figures are for
