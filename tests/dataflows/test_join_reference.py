@@ -1,4 +1,4 @@
-"""The pure join against the independent computation, in process, over several seeds.
+"""The join against the independent computation, in process, over several seeds.
 
 ``test_exactness`` makes this comparison through broker -> flow -> Redis for one 100k-event
 stream. This test drives each agent's :class:`~dataflows.agent_state.AgentState` directly
@@ -6,7 +6,9 @@ stream. This test drives each agent's :class:`~dataflows.agent_state.AgentState`
 topic, partition, offset and the partition's newest earlier event time. Each seed's stream
 has duplicates, two-hour-late signals, jitter, garbage and signals for unknown decisions. A
 change to the join, or a second implementation of it, is checked against the reference in
-seconds.
+seconds. The same comparison then runs through the whole flow (input step, agent shards,
+documents) under Bytewax's testing runtime, with one worker and with two, so a change to
+the step's glue is checked too.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ import pickle
 import zlib
 from typing import Any
 
+import orjson
 import pytest
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from pydantic import ValidationError
 
 from dataflows.agent_state import AgentState
+from dataflows.flow import build_flow
 from dataflows.join_types import JoinConfig
 from dataflows.reward_model import load_reward_model
 from schemas.events import parse_event
+from schemas.settings import Settings
 from schemas.topics import Topics
 from tests.dataflows.mixed_stream import mixed_stream
 from tests.dataflows.reference import reference
+from tests.dataflows.streams import to_messages
 
 WINDOW, LATENESS, HISTORY, HALF_LIFE = 600.0, 2.0, 20, 7 * 86400.0
 AGENTS = 12
@@ -139,3 +146,75 @@ def test_join_equals_independent_computation_and_a_replay_changes_nothing(seed: 
     assert again["decisions"] == c["decisions"] and again["joined"] == c["joined"]
     assert again["duplicates"] + again["late"] + again["dlq"] \
         == c["duplicates"] + c["late"] + c["dlq"] + c["in"]
+
+
+def _flow_documents(stream: list[tuple[str, bytes]], workers: int
+                    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Run the whole flow in process; its reward events and each agent's final documents
+    (the last snapshot, with every user's newest relationship)."""
+    settings = Settings(topic_prefix="ref", reward_window_seconds=WINDOW,
+                        allowed_lateness_seconds=LATENESS, idle_watermark_seconds=None,
+                        history_length=HISTORY, relationship_half_life_seconds=HALF_LIFE)
+    kafka_out: list[Any] = []
+    redis_out: list[Any] = []
+    flow = build_flow(TestingSource(to_messages(list(stream))), TestingSink(kafka_out),
+                      TestingSink(redis_out), settings)
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    rewards = [orjson.loads(m.value) for m in kafka_out if m.topic == "ref.rewards"]
+    docs: dict[str, dict[str, Any]] = {}
+    for snap in sorted(redis_out, key=lambda d: d["seq"]):  # per agent, in its own order
+        doc = docs.setdefault(snap["agent_id"], {"rel": {}})
+        doc["rel"].update(snap["relationships"])
+        doc["summary"] = snap["summary"]
+        if snap["windows"] is not None:
+            doc["windows"], doc["history"] = snap["windows"], orjson.loads(snap["history"])
+    return rewards, docs
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_flow_equals_independent_computation(workers: int) -> None:
+    stream = mixed_stream(Topics("ref"), n_decisions=3_000, agents=AGENTS, users=6, seed=21,
+                          window=WINDOW)
+    ref = reference(stream, load_reward_model(), WINDOW, LATENESS, HISTORY, HALF_LIFE)
+    rewards, docs = _flow_documents(stream, workers)
+
+    # At the end of input the flow drains: each agent's flush decision and signal apply too.
+    rc = ref["counts"]
+    keys = ("in", "decisions", "joined", "dlq", "duplicates", "late", "agents")
+    c = {k: sum(d["summary"]["counts"][k] for d in docs.values()) for k in keys}
+    assert sum(d["summary"]["buffered"] for d in docs.values()) == 0
+    garbage = rc["dlq"] - c["dlq"]
+    assert garbage > 0 and c["in"] + garbage == len(stream)
+    assert (c["decisions"], c["joined"], c["duplicates"], c["late"]) \
+        == (rc["decisions"], rc["joined"], rc["duplicates"], rc["late"])
+
+    assert len(rewards) == len(ref["rewards"])  # each once
+    assert {r["decision_id"]: r["closed_by"] for r in rewards} \
+        == {did: by for did, (_, by) in ref["rewards"].items()}
+    for r in rewards:
+        assert r["reward"] == pytest.approx(ref["rewards"][r["decision_id"]][0], abs=1e-9)
+
+    assert set(docs) == set(ref["agents"])
+    for agent, doc in docs.items():
+        want = ref["agents"][agent]
+        assert doc["summary"]["interactions"] == want["interactions"]
+        assert doc["summary"]["mean_reward"] == pytest.approx(want["mean_reward"], abs=1e-6)
+        for w, rows in want["windows"].items():
+            got = {int(k): v for k, v in doc["windows"][w]["buckets"].items()}
+            assert set(got) == set(rows), (agent, w)
+            for start, row in rows.items():
+                assert got[start][:3] == row[:3] and got[start][4] == row[4]
+                assert got[start][3] == pytest.approx(row[3], abs=1e-6)
+        assert set(doc["rel"]) == set(want["relationships"])
+        for u, (n, _, strength, _) in want["relationships"].items():
+            assert doc["rel"][u]["interactions"] == n
+            assert doc["rel"][u]["strength"] == pytest.approx(strength, abs=1e-6)
+        hist = doc["history"]
+        assert [e["decision_id"] for e in hist["recent"]] == want["recent"]
+        assert {a: [v["count"], v["success"]] for a, v in hist["per_action"].items()} \
+            == want["per_action"]
+        assert {b: {a: [v["count"], v["success"]] for a, v in acts.items()}
+                for b, acts in hist["per_bucket"].items()} == want["per_bucket"]
