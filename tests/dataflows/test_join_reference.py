@@ -2,7 +2,7 @@
 
 ``test_exactness`` makes this comparison through broker -> flow -> Redis for one 100k-event
 stream. This test drives each agent's :class:`~dataflows.agent_state.AgentState` directly
-(no services, no Bytewax), as the flow's input step would: validated events with their
+(no services, no Bytewax), fed by the flow's own input step: validated events with their
 topic, partition, offset and the partition's newest earlier event time. Each seed's stream
 has duplicates, two-hour-late signals, jitter, garbage and signals for unknown decisions. A
 change to the join, or a second implementation of it, is checked against the reference in
@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 import pytest
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
-from pydantic import ValidationError
 
 from dataflows.agent_state import AgentState
 from dataflows.flow import build_flow
 from dataflows.join_types import JoinConfig
 from dataflows.reward_model import load_reward_model
-from schemas.events import parse_event
+from dataflows.source import ShardCache, parse_and_clock
 from schemas.settings import Settings
 from schemas.topics import Topics
 from tests.dataflows.mixed_stream import mixed_stream
@@ -38,7 +38,8 @@ AGENTS = 12
 
 
 class Join:
-    """Every agent's state, fed like the flow's input step feeds the agent step."""
+    """Every agent's state, fed by the flow's own input step (:func:`parse_and_clock`:
+    validation, dead letters, the partition clocks of each event's meta)."""
 
     def __init__(self) -> None:
         self.cfg = JoinConfig(load_reward_model(), window=WINDOW, lateness=LATENESS,
@@ -48,25 +49,26 @@ class Join:
         self.reward_events = 0
         self.garbage = 0
         self.offsets: dict[tuple[str, int], int] = {}
-        self.newest: dict[tuple[str, int], float] = {}
+        self.clocks: dict[Any, float] = {}
+        self.shards = ShardCache(64)
 
     def feed(self, stream: list[tuple[str, bytes]]) -> None:
-        for topic, raw in stream:
-            try:
-                ev = parse_event(raw)
-            except ValidationError:
+        msgs = []
+        for topic, raw in stream:  # producers key by agent: two partitions per topic
+            doc = orjson.loads(raw)
+            pk = (topic, zlib.crc32(str(doc.get("agent_id", "")).encode()) % 2)
+            off = self.offsets[pk] = self.offsets.get(pk, -1) + 1
+            msgs.append(KafkaSourceMessage(key=None, value=raw, topic=topic, partition=pk[1],
+                                           offset=off))
+        for _, item in parse_and_clock(msgs, self.clocks, "ref.dlq", self.shards):
+            if item.__class__ is KafkaSinkMessage:
                 self.garbage += 1
                 continue
-            pk = (topic, zlib.crc32(ev.agent_id.encode()) % 2)  # producers key by agent
-            off = self.offsets[pk] = self.offsets.get(pk, -1) + 1
-            prev = self.newest.get(pk)
-            ts = ev.ts.timestamp()
-            if prev is None or ts > prev:
-                self.newest[pk] = ts
+            _, ev, meta, raw = item
             st = self.states.get(ev.agent_id)
             if st is None:
                 st = self.states[ev.agent_id] = AgentState(ev.tenant, ev.agent_id, self.cfg)
-            out = st.ingest(ev, (topic, pk[1], off, prev), now=0.0, raw=raw)
+            out = st.ingest(ev, meta, now=0.0, raw=raw)
             self.reward_events += len(out.rewards)
             for r in out.rewards:
                 self.rewards[r["decision_id"]] = (r["reward"], r["closed_by"])
