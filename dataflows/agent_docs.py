@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dataflows.agent_state import AgentState
 from dataflows.projections import iso
+
+if TYPE_CHECKING:
+    from dataflows.agent_state import AgentState
 
 
 def snapshot_item(state: AgentState, policies: list[tuple[dict[str, Any], bytes]],

@@ -43,10 +43,14 @@ are a function of the events alone, whatever the interleaving of topics and part
 from __future__ import annotations
 
 import heapq
+import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from dataflows.agent_clock import NEG_INF, AgentClocks
 from dataflows.agent_compaction import COMPACT_EVERY, PRUNE_EVERY, compact, prune
+from dataflows.agent_docs import snapshot_item
 from dataflows.agent_layout import (
     _ACTION,
     _BUCKET,
@@ -62,7 +66,7 @@ from dataflows.agent_layout import (
 )
 from dataflows.credit import credit
 from dataflows.dedup import ExpiringIds
-from dataflows.join_types import Emitted, JoinConfig, Meta, derived_str
+from dataflows.join_types import Emitted, JoinConfig, LearnerCallbacks, Meta, derived_str
 from dataflows.learner import make_learner
 from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import Projections, iso
@@ -85,13 +89,13 @@ _RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "PriorAssigned": 0,
 #: Which watermark stream an event type belongs to.
 _STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "PriorAssigned": "d",
            "DecisionMade": "d", "FeedbackGiven": "s", "SignalObserved": "s"}
-NEG_INF = -math.inf
+log = logging.getLogger("rewardflow.dataflow")
 
 
 __all__ = ["AgentState", "Emitted", "JoinConfig", "Meta", "derived_str"]
 
 
-class AgentState:
+class AgentState(AgentClocks):
     """Everything the dataflow keeps for one agent.
 
     >>> from dataflows.reward_model import load_reward_model
@@ -140,66 +144,47 @@ class AgentState:
         self.published_at = NEG_INF
         self.publish_at: float | None = None
         self.template: str | None = None
-        self.learner = make_learner(  # algorithm follows the spec (AgentUpserted) when it comes
+        #: the join reaches its learner only through :class:`LearnerCallbacks`; the algorithm
+        #: follows the spec (AgentUpserted) when it comes
+        self.learner: LearnerCallbacks = make_learner(
             agent_id, tenant, None, epsilon_floor=cfg.epsilon_floor,
             epsilon_decay_count=cfg.epsilon_decay_count, every_n_rewards=cfg.every_n_rewards)
         self.proj = Projections(cfg.history_length, cfg.half_life)
 
-    # -- clocks ---------------------------------------------------------------------------
-    @property
-    def max_ts_any(self) -> float | None:
-        return max(self.max_ts.values()) if self.max_ts else None
-
-    def _watermark(self, now: float, input_last: float, floor: float = NEG_INF) -> float:
-        wm = self.wm if self.wm > floor else floor
-        mt = self.max_ts
-        if not mt:
-            return wm
-        if len(mt) == 2:  # both streams ("d", "s") seen
-            d, s = mt["d"], mt["s"]
-            low = (d if d < s else s) - self.cfg.lateness
-            if low > wm:
-                wm = low
-        idle = self.cfg.idle
-        if idle is not None:
-            last = self.last_arrival
-            idle_for = now - (last if last >= input_last else input_last)
-            if idle_for >= idle:
-                top = max(mt.values()) + (idle_for - idle)
-                if top > wm:
-                    wm = top
-        return wm
-
-    def notify_at(self, input_last: float = 0.0, due: float | None = None) -> float | None:
-        """Wall time at which the idle fallback would next release or close something,
-        if no input arrives before then (``input_last``: newest input of the process;
-        ``due``: :meth:`next_due`, when the caller has it)."""
-        if self.cfg.idle is None or not self.max_ts:
-            return None
-        if due is None:
-            due = self.next_due()
-            if due is None:
-                return None
-        top = max(self.max_ts.values())
-        return max(self.last_arrival, input_last) + self.cfg.idle + max(0.0, due - top)
-
-    def _next_deadline(self) -> float:
-        """Event time of the oldest open decision's window end."""
-        first = self.open.first()
-        return first[2] + self.cfg.window if first is not None else math.inf
-
-    def next_due(self) -> float | None:
-        """Event time of the next thing a watermark would release, close or publish."""
-        due = self.buffer[0][0] if self.buffer else math.inf
-        dl = self._next_deadline()
-        if dl < due:
-            due = dl
-        pub = self.publish_at
-        if pub is not None and pub < due:
-            due = pub
-        return None if due == math.inf else due
-
     # -- input ----------------------------------------------------------------------------
+    def on_events(self, items: Sequence[Any], now: float, input_last: float = 0.0,
+                  floor: float = NEG_INF) -> Emitted:
+        """Take this agent's ``(agent key, event, meta, raw JSON)`` items of one activation,
+        in arrival order (the boundary :class:`~dataflows.join_types.AgentCore`: one call an
+        activation).
+
+        An event the join fails on (a bug, never bad input: that was dead-lettered before)
+        goes to the dead letters with the reason, and what it had added is dropped; the
+        others apply as usual.
+        """
+        out = Emitted()
+        rewards, policies, dead = out.rewards, out.policies, out.dead
+        for _, event, meta, raw in items:
+            mark = (len(rewards), len(policies), len(dead), out.late, out.duplicates,
+                    out.joined)
+            try:
+                self.ingest(event, meta, now, input_last, out, floor, raw)
+            except Exception as exc:  # a bug must not kill the flow: DLQ it with the reason
+                del rewards[mark[0]:], policies[mark[1]:], dead[mark[2]:]
+                out.late, out.duplicates, out.joined = mark[3:]
+                log.exception("step 'agent' failed on event %s", event.event_id)
+                dead.append(DeadLetter(
+                    event_id=derived_id("dlq", "agent", event.event_id), tenant=event.tenant,
+                    reason=f"processing error in step 'agent': {type(exc).__name__}: {exc}",
+                    step="agent", topic=meta[0], partition=meta[1], offset=meta[2],
+                    payload=event.model_dump_json()[:2000]))
+        return out
+
+    def document(self, policies: list[tuple[dict[str, Any], bytes]],
+                 full: bool = True) -> dict[str, Any]:
+        """The agent's Redis document set (:func:`~dataflows.agent_docs.snapshot_item`)."""
+        return snapshot_item(self, policies, full)
+
     def ingest(self, ev: EventBase, meta: Meta, now: float, input_last: float = 0.0,
                out: Emitted | None = None, floor: float = NEG_INF,
                raw: bytes | None = None) -> Emitted:

@@ -36,12 +36,11 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows import cold_store
 from dataflows import metrics as _m
-from dataflows.agent_docs import snapshot_item
 from dataflows.agent_state import AgentState
-from dataflows.join_types import Emitted, JoinConfig, derived_str
+from dataflows.join_types import AgentCore, Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
 from dataflows.ticks import Tick, TickClock
-from schemas.events import DeadLetter, derived_id, dump_event
+from schemas.events import dump_event
 
 log = logging.getLogger("rewardflow.dataflow")
 
@@ -58,8 +57,15 @@ def shard_of(agent_key: str, shards: int) -> str:
     return f"s{zlib.crc32(agent_key.encode()) % shards}"
 
 
+def new_core(tenant: str, agent_id: str, cfg: JoinConfig) -> AgentCore:
+    """A new agent's join (:class:`AgentState`, the reference implementation)."""
+    return AgentState(tenant, agent_id, cfg)
+
+
 class AgentLogic:
-    """Glue around one :class:`AgentState`: wall clock in, sink items out.
+    """Glue around one agent's join (an :class:`~dataflows.join_types.AgentCore`): wall clock
+    in, sink items out. It reaches the join only through that boundary, one call an
+    activation.
 
     Each agent's snapshot goes to Redis at most every ``cfg.write_every`` seconds of wall
     time (``RF_PROJECTION_WRITE_SECONDS``, 0.2; coalescing everything in between: Redis writes
@@ -69,7 +75,7 @@ class AgentLogic:
     """
 
     def __init__(self, cfg: JoinConfig, topics: Any, clock: Any,
-                 state: AgentState | None) -> None:
+                 state: AgentCore | None) -> None:
         self.cfg = cfg
         self.topics = topics
         self.clock = clock
@@ -109,11 +115,11 @@ class AgentLogic:
             self.unsent = []
         return items
 
-    def _document(self, st: AgentState, items: list[Any]) -> None:
-        """The agent's Redis documents (:func:`snapshot_item`), with its unsent versions."""
-        items.append(snapshot_item(st, self.unsent, full=self.dirty_full))
+    def _document(self, st: AgentCore, items: list[Any]) -> None:
+        """The agent's Redis documents, with its unsent versions."""
+        items.append(st.document(self.unsent, full=self.dirty_full))
 
-    def _kafka(self, st: AgentState, out: Emitted, items: list[Any]) -> None:
+    def _kafka(self, st: AgentCore, out: Emitted, items: list[Any]) -> None:
         """Rewards, policy versions and dead letters as Kafka messages (and their metrics)."""
         m = flow_metrics()
         key = st.agent_id.encode()
@@ -162,24 +168,11 @@ class AgentLogic:
         """Apply ``(agent key, event, meta, raw)`` items (this agent's, in arrival order);
         ``floor``: the shard's tick watermark; ``input_last``: see :func:`_input_last`."""
         t0 = time.perf_counter()
-        out = Emitted()
-        for _, event, meta, raw in values:
-            if self.state is None:
-                self.state = AgentState(event.tenant, event.agent_id, self.cfg)
-            mark = (len(out.rewards), len(out.policies), len(out.dead), out.late,
-                    out.duplicates, out.joined)
-            try:
-                self.state.ingest(event, meta, now, input_last, out, floor, raw)
-            except Exception as exc:  # a bug must not kill the flow: DLQ it with the reason
-                # what the failed event had added so far is dropped, as before
-                del out.rewards[mark[0]:], out.policies[mark[1]:], out.dead[mark[2]:]
-                out.late, out.duplicates, out.joined = mark[3:]
-                log.exception("step 'agent' failed on event %s", event.event_id)
-                out.dead.append(DeadLetter(
-                    event_id=derived_id("dlq", "agent", event.event_id), tenant=event.tenant,
-                    reason=f"processing error in step 'agent': {type(exc).__name__}: {exc}",
-                    step="agent", topic=meta[0], partition=meta[1], offset=meta[2],
-                    payload=event.model_dump_json()[:2000]))
+        st = self.state
+        if st is None:
+            event = values[0][1]
+            st = self.state = new_core(event.tenant, event.agent_id, self.cfg)
+        out = st.on_events(values, now, input_last, floor)
         self.pending = True
         _m.observe(flow_metrics().learner_seconds, time.perf_counter() - t0)
         return self._emit(out, now)
@@ -233,8 +226,8 @@ def _input_last(now: float) -> float:
     return InputClock.last + stalled if stalled > 0 else InputClock.last
 
 
-def _restore(blob: bytes, cfg: JoinConfig) -> AgentState | None:
-    state: AgentState | None = pickle.loads(blob)  # noqa: S301 - our own recovery snapshot
+def _restore(blob: bytes, cfg: JoinConfig) -> AgentCore | None:
+    state: AgentCore | None = pickle.loads(blob)  # noqa: S301 - our own recovery snapshot
     if state is not None:
         state.cfg = cfg
     return state
