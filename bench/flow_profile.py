@@ -38,6 +38,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from bench.pipeline_load import _iso, live_schedule, mixed_events, stamped
+from bench.pipeline_options import add_policy_options
 from dataflows import agent_step
 from dataflows.flow import build_flow
 from dataflows.kafka_source import _Msg
@@ -202,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int,
                    default=Settings.model_fields["dataflow_batch_size"].default,
                    help="messages per input batch (default: RF_DATAFLOW_BATCH_SIZE's)")
-    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
-    p.add_argument("--policy-interval", type=float,
-                   default=Settings.model_fields["policy_min_interval_seconds"].default,
-                   help="RF_POLICY_MIN_INTERVAL_SECONDS")
+    add_policy_options(p)
     p.add_argument("--live-rate", type=float, default=0.0,
                    help="feed events live at this rate/s instead of all at once")
     p.add_argument("--seconds", type=float, default=10.0, help="how long (--live-rate)")

@@ -31,6 +31,17 @@ def label(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
             f"snapshot={args.snapshot}s load_linger={args.linger_ms}ms{gc}{rf}")
 
 
+def add_policy_options(p: argparse.ArgumentParser) -> None:
+    """``--policy-every`` and ``--policy-interval``: the learner's publishing settings, as
+    the pipeline benchmark and the flow profile both take them."""
+    from schemas.settings import Settings
+
+    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
+    p.add_argument("--policy-interval", type=float,
+                   default=Settings.model_fields["policy_min_interval_seconds"].default,
+                   help="RF_POLICY_MIN_INTERVAL_SECONDS (default: the product's)")
+
+
 def parser(description: str | None = None) -> argparse.ArgumentParser:
     """The benchmark's options."""
     p = argparse.ArgumentParser(prog="python -m bench.pipeline", description=description,
@@ -49,10 +60,7 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int,
                    default=Settings.model_fields["dataflow_batch_size"].default,
                    help="RF_DATAFLOW_BATCH_SIZE (default: the product's)")
-    p.add_argument("--policy-every", type=int, default=1, help="RF_POLICY_EVERY_N_REWARDS")
-    p.add_argument("--policy-interval", type=float,
-                   default=Settings.model_fields["policy_min_interval_seconds"].default,
-                   help="RF_POLICY_MIN_INTERVAL_SECONDS (default: the product's)")
+    add_policy_options(p)
     p.add_argument("--snapshot", type=int,
                    default=Settings.model_fields["snapshot_seconds"].default,
                    help="RF_SNAPSHOT_SECONDS (default: the product's)")
