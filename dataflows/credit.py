@@ -31,6 +31,13 @@ def credit(decision_id: uuid.UUID | None, user_id: str, ts: float, open_: Contai
     True
     >>> credit(None, "v", 130.0, {"d2"}, set(), by_user, 600.0)[1] == UNATTRIBUTED
     True
+
+    The window is ``[ts, ts + window)``: its start is in, its end is not.
+
+    >>> credit(None, "u", 100.0, {"d2"}, set(), by_user, 600.0)
+    ('d2', 'open')
+    >>> credit(None, "u", 700.0, {"d2"}, set(), by_user, 600.0)[1] == UNATTRIBUTED
+    True
     """
     if decision_id is not None:
         did = str(decision_id)
