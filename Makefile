@@ -3,20 +3,22 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# what `make install` builds from: a change to any of them installs (and compiles) again
+BUILT_FROM := pyproject.toml setup.py dataflows/agent_native.pyx
+STAMP := $(VENV)/.installed-$(shell cat $(BUILT_FROM) | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): $(BUILT_FROM)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP) ## Create .venv and install rewardflow with its dev and bench extras
+install: $(STAMP) ## Create .venv, install rewardflow with its dev and bench extras, compile its native join
 
 run: $(STAMP) ## Run broker, Redis, dataflow and gateway on 127.0.0.1:8000 (Ctrl-C stops all)
 	$(BIN)/python -m stack.run

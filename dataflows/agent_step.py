@@ -58,7 +58,12 @@ def shard_of(agent_key: str, shards: int) -> str:
 
 
 def new_core(tenant: str, agent_id: str, cfg: JoinConfig) -> AgentCore:
-    """A new agent's join (:class:`AgentState`, the reference implementation)."""
+    """A new agent's join: :class:`AgentState` (the reference implementation), or with
+    ``cfg.core == "native"`` the compiled :class:`dataflows.agent_native.NativeAgentState`."""
+    if cfg.core == "native":
+        from dataflows.agent_native import NativeAgentState
+
+        return NativeAgentState(tenant, agent_id, cfg)
     return AgentState(tenant, agent_id, cfg)
 
 

@@ -49,6 +49,7 @@ def join_config(settings: Settings, model: RewardModel | None = None) -> JoinCon
         every_n_rewards=settings.policy_every_n_rewards,
         policy_interval=settings.policy_min_interval_seconds,
         write_every=settings.projection_write_seconds,
+        core=settings.agent_core,
     )
 
 

@@ -1,9 +1,11 @@
-"""The agent join's boundary (:class:`dataflows.join_types.AgentCore`) and the differential
-harness a second implementation of it is checked with (:mod:`tests.dataflows.differential`).
+"""The agent join's boundary (:class:`dataflows.join_types.AgentCore`), the differential
+harness a second implementation of it is checked with (:mod:`tests.dataflows.differential`),
+and that second implementation, the compiled :class:`dataflows.agent_native.NativeAgentState`,
+against the Python join.
 
-Here both sides are the Python join, so the transcripts must be equal; what makes the
-harness worth trusting is that a join differing in one small way is caught, which the
-mutation cases show.
+The harness is worth trusting because a join differing in one small way is caught, which
+the mutation cases show; the Python join against itself must come out equal, and so must
+the native join against the Python one, over several seeds and configurations.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from dataflows import agent_step
+from dataflows.agent_native import NativeAgentState
 from dataflows.agent_state import AgentState
 from dataflows.join_types import AgentCore, Emitted, JoinConfig
 from dataflows.reward_model import load_reward_model
@@ -34,9 +37,10 @@ from tests.dataflows.test_join_reference import AGENTS, WINDOW, _flow_documents
 N_DECISIONS = 1_500
 
 
-def _cfg() -> JoinConfig:
-    return JoinConfig(load_reward_model(), window=WINDOW, lateness=2.0, idle=0.5,
-                      policy_interval=1.0)
+def _cfg(**changes: Any) -> JoinConfig:
+    settings: dict[str, Any] = {"window": WINDOW, "lateness": 2.0, "idle": 0.5,
+                                "policy_interval": 1.0}
+    return JoinConfig(load_reward_model(), **(settings | changes))
 
 
 def _items(seed: int) -> list[Any]:
@@ -47,13 +51,33 @@ def _items(seed: int) -> list[Any]:
     return parsed(with_control(stream, control_events(topics, AGENTS, T0, span, seed)))
 
 
-def _transcript(factory: Any, seed: int) -> tuple[list[bytes], dict[str, int]]:
-    driver = Driver(factory, _cfg(), seed)
+def _transcript(factory: Any, seed: int, cfg: JoinConfig | None = None
+                ) -> tuple[list[bytes], dict[str, int]]:
+    driver = Driver(factory, cfg or _cfg(), seed)
     return driver.run(_items(seed)), driver.tally
 
 
 def _python(tenant: str, agent_id: str, cfg: JoinConfig) -> AgentCore:
     return AgentState(tenant, agent_id, cfg)
+
+
+def _native(tenant: str, agent_id: str, cfg: JoinConfig) -> AgentCore:
+    return NativeAgentState(tenant, agent_id, cfg)
+
+
+@pytest.mark.parametrize(("seed", "changes"), [
+    (31, {}), (32, {}), (33, {}),
+    # ids expire (a 60 s horizon: 1.9 s buckets, pruned every 512 steps), no idle fallback,
+    # a version per reward
+    (34, {"dedup_horizon": 60.0, "idle": None, "policy_interval": 0.0}),
+    (35, {"lateness": 0.0, "window": 30.0}),  # timeouts inside the stream
+])
+def test_the_native_join_equals_the_python_join(seed: int, changes: dict[str, Any]) -> None:
+    cfg = _cfg(**changes)
+    python, tally = _transcript(_python, seed, cfg)
+    native, _ = _transcript(_native, seed, cfg)
+    assert first_difference(python, native) is None
+    assert tally["rewards"] > 800 and tally["restores"] > 3
 
 
 @pytest.mark.parametrize("seed", [31, 32])
@@ -173,7 +197,7 @@ class OnlyTheBoundary:
     """An agent's join behind a wrapper that refuses what :class:`AgentCore` does not
     declare (pickled, it is the join alone)."""
 
-    def __init__(self, inner: AgentState) -> None:
+    def __init__(self, inner: AgentCore) -> None:
         self.__dict__["inner"] = inner
 
     def __getattr__(self, name: str) -> Any:
@@ -190,18 +214,19 @@ class OnlyTheBoundary:
         return (_alone, (self.__dict__["inner"],))
 
 
-def _alone(inner: AgentState) -> AgentState:
+def _alone(inner: AgentCore) -> AgentCore:
     return inner
 
 
+@pytest.mark.parametrize("factory", [_python, _native])
 def test_the_glue_reaches_the_join_only_through_its_boundary(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole flow with each agent's join behind a wrapper that refuses everything
     :class:`AgentCore` does not declare gives the same documents and rewards."""
     stream = mixed_stream(Topics("ref"), n_decisions=800, agents=AGENTS, users=6, seed=22,
                           window=WINDOW)
     plain = _flow_documents(stream, 1)
     monkeypatch.setattr(agent_step, "new_core",
-                        lambda t, a, cfg: OnlyTheBoundary(AgentState(t, a, cfg)))
+                        lambda t, a, cfg: OnlyTheBoundary(factory(t, a, cfg)))
     wrapped = _flow_documents(stream, 1)
     assert wrapped == plain and len(plain[0]) > 100

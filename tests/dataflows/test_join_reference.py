@@ -150,13 +150,14 @@ def test_join_equals_independent_computation_and_a_replay_changes_nothing(seed: 
         == c["duplicates"] + c["late"] + c["dlq"] + c["in"]
 
 
-def _flow_documents(stream: list[tuple[str, bytes]], workers: int
+def _flow_documents(stream: list[tuple[str, bytes]], workers: int, core: str = "python"
                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Run the whole flow in process; its reward events and each agent's final documents
     (the last snapshot, with every user's newest relationship)."""
     settings = Settings(topic_prefix="ref", reward_window_seconds=WINDOW,
                         allowed_lateness_seconds=LATENESS, idle_watermark_seconds=None,
-                        history_length=HISTORY, relationship_half_life_seconds=HALF_LIFE)
+                        history_length=HISTORY, relationship_half_life_seconds=HALF_LIFE,
+                        agent_core=core)
     kafka_out: list[Any] = []
     redis_out: list[Any] = []
     flow = build_flow(TestingSource(to_messages(list(stream))), TestingSink(kafka_out),
@@ -176,12 +177,13 @@ def _flow_documents(stream: list[tuple[str, bytes]], workers: int
     return rewards, docs
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_flow_equals_independent_computation(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "core"), [(1, "python"), (2, "python"), (1, "native"),
+                                               (2, "native")])
+def test_flow_equals_independent_computation(workers: int, core: str) -> None:
     stream = mixed_stream(Topics("ref"), n_decisions=3_000, agents=AGENTS, users=6, seed=21,
                           window=WINDOW)
     ref = reference(stream, load_reward_model(), WINDOW, LATENESS, HISTORY, HALF_LIFE)
-    rewards, docs = _flow_documents(stream, workers)
+    rewards, docs = _flow_documents(stream, workers, core)
 
     # At the end of input the flow drains: each agent's flush decision and signal apply too.
     rc = ref["counts"]

@@ -104,9 +104,11 @@ def _resumable(s) -> bool:
     return any(pickle.loads(blob)["inner"] > 0 for (blob,) in rows if blob)  # noqa: S301
 
 
+@pytest.mark.parametrize("core", ["python", "native"])
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
-        stream_and_ref, redis_client, tmp_path):
+        core, stream_and_ref, redis_client, tmp_path):
     s, stream, ref, garbage = stream_and_ref
+    s = s.model_copy(update={"agent_core": core})  # RF_AGENT_CORE of the flow process
     agents = sorted(ref["agents"])
     half = len(stream) // 2
     produce(s.kafka_bootstrap_servers, stream[:half])
