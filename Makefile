@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # what `make install` builds from: a change to any of them installs (and compiles) again
-BUILT_FROM := pyproject.toml setup.py dataflows/agent_native.pyx
+BUILT_FROM := pyproject.toml setup.py $(wildcard dataflows/*.pyx)
 STAMP := $(VENV)/.installed-$(shell cat $(BUILT_FROM) | sha1sum | cut -c1-12)
 
 .DEFAULT_GOAL := help

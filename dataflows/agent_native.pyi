@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflows.join_types import Emitted, JoinConfig, LearnerCallbacks
-from dataflows.projections import Projections
+from dataflows.projections_native import NativeProjections
 
 class NativeAgentState:
     tenant: str
@@ -12,7 +12,7 @@ class NativeAgentState:
     cfg: JoinConfig
     template: str | None
     learner: LearnerCallbacks
-    proj: Projections
+    proj: NativeProjections
     counts: dict[str, int]
     seq: int
     clock: float | None

@@ -6,10 +6,10 @@ The same join as :class:`dataflows.agent_state.AgentState` (dedup, the event-tim
 and watermark, open decisions, credit assignment, the reward model and closing), as a typed
 extension class: its clocks are C doubles, its oldest open decision is found in a C++ set,
 and its loops run without the interpreter. It calls back into Python for the learner
-(:class:`~dataflows.join_types.LearnerCallbacks`, as the Python join does), the
-projections (:class:`~dataflows.projections.Projections`; native in step 4), the reward
-model's transforms, the documents (:func:`~dataflows.agent_docs.snapshot_item`) and dead
-letters. The reward arithmetic and the ``RewardComputed`` dict (the layout of
+(:class:`~dataflows.join_types.LearnerCallbacks`, as the Python join does), the reward
+model's transforms, the document set's assembly (:func:`~dataflows.agent_docs.snapshot_item`,
+whose parts come from the compiled projections,
+:class:`~dataflows.projections_native.NativeProjections`) and dead letters. The reward arithmetic and the ``RewardComputed`` dict (the layout of
 :func:`dataflows.agent_layout.reward_event`) are its own. It implements
 :class:`~dataflows.join_types.AgentCore`, and ``tests/dataflows/test_differential.py``
 compares it with the Python join call by call, as bytes.
@@ -37,7 +37,8 @@ from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, derived_str
 from dataflows.learner import make_learner
 from dataflows.open_decisions import OpenDecisions
-from dataflows.projections import Projections, iso
+from dataflows.projections import iso
+from dataflows.projections_native import NativeProjections
 from schemas.events import EVENT_ADAPTER, DeadLetter, derived_id
 from schemas.kinds import FEEDBACK_KINDS, TERMINAL_SIGNALS
 
@@ -127,7 +128,7 @@ cdef class NativeAgentState:
         self.learner = make_learner(
             agent_id, tenant, None, epsilon_floor=cfg.epsilon_floor,
             epsilon_decay_count=cfg.epsilon_decay_count, every_n_rewards=cfg.every_n_rewards)
-        self.proj = Projections(cfg.history_length, cfg.half_life)
+        self.proj = NativeProjections(cfg.history_length, cfg.half_life)
 
     @property
     def cfg(self):
