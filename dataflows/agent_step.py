@@ -36,6 +36,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows import cold_store
 from dataflows import metrics as _m
+from dataflows.agent_native import NativeAgentState
 from dataflows.agent_state import AgentState
 from dataflows.join_types import AgentCore, Emitted, JoinConfig, derived_str
 from dataflows.metrics import InputClock, flow_metrics
@@ -58,13 +59,11 @@ def shard_of(agent_key: str, shards: int) -> str:
 
 
 def new_core(tenant: str, agent_id: str, cfg: JoinConfig) -> AgentCore:
-    """A new agent's join: :class:`AgentState` (the reference implementation), or with
-    ``cfg.core == "native"`` the compiled :class:`dataflows.agent_native.NativeAgentState`."""
-    if cfg.core == "native":
-        from dataflows.agent_native import NativeAgentState
-
-        return NativeAgentState(tenant, agent_id, cfg)
-    return AgentState(tenant, agent_id, cfg)
+    """A new agent's join: the compiled :class:`~dataflows.agent_native.NativeAgentState`,
+    or with ``cfg.core == "python"`` :class:`AgentState` (the reference implementation)."""
+    if cfg.core == "python":
+        return AgentState(tenant, agent_id, cfg)
+    return NativeAgentState(tenant, agent_id, cfg)
 
 
 class AgentLogic:

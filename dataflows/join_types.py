@@ -57,9 +57,9 @@ class JoinConfig:
     #: each agent's Redis documents at most every this many seconds of wall time (the step's
     #: output cadence, :class:`dataflows.agent_step.AgentLogic`; not part of the join)
     write_every: float = 0.2
-    #: which implementation of the join new agents get (``RF_AGENT_CORE``; not part of the
-    #: join's semantics: both compute the same)
-    core: str = "python"
+    #: which implementation of the join new agents get (``RF_AGENT_CORE``: ``native`` or
+    #: ``python``; not part of the join's semantics, both compute the same)
+    core: str = "native"
 
 
 @dataclass

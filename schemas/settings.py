@@ -98,10 +98,11 @@ class Settings(BaseSettings):
     #: keys of the stateful agent step; part of the recovery layout (change it only with a
     #: fresh recovery store)
     agent_shards: int = Field(default=64, ge=1)
-    #: the agent join's implementation: ``python`` (``dataflows.agent_state``, the reference)
-    #: or ``native`` (``dataflows.agent_native``, compiled; equal output, checked call by
-    #: call). Agents restored from a recovery store keep the one that wrote them.
-    agent_core: Literal["python", "native"] = "python"
+    #: the agent join's implementation: ``native`` (``dataflows.agent_native``, compiled by
+    #: ``make install``) or ``python`` (``dataflows.agent_state``, the reference it is
+    #: checked against call by call). Agents restored from a recovery store keep the one
+    #: that wrote them.
+    agent_core: Literal["python", "native"] = "native"
     #: after a poll that did not fill a batch, wait this long before the next one
     source_poll_ms: float = Field(default=50.0, ge=0)
     #: librdkafka ``fetch.wait.max.ms`` of the flow's consumer (its default is 500)
