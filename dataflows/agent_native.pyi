@@ -3,7 +3,9 @@
 from collections.abc import Sequence
 from typing import Any
 
+from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, JoinConfig, LearnerCallbacks
+from dataflows.open_decisions import OpenDecisions
 from dataflows.projections_native import NativeProjections
 
 class NativeAgentState:
@@ -18,7 +20,10 @@ class NativeAgentState:
     clock: float | None
     wm: float
     buffer: list[tuple[Any, ...]]
-    open: dict[str, list[Any]]
+    open: OpenDecisions
+    seen: ExpiringIds
+    closed: ExpiringIds
+    by_user: dict[str, tuple[float, str]]
     publish_at: float | None
     published_at: float
     def __init__(self, tenant: str, agent_id: str, cfg: JoinConfig) -> None: ...

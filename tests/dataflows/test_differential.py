@@ -162,9 +162,11 @@ def _decision(agent: str, user: str, n: int) -> DecisionMade:
                         ts=datetime.fromtimestamp(T0 + n, UTC))
 
 
+@pytest.mark.parametrize("factory", [_python, _native])
 def test_an_event_the_join_fails_on_is_dead_lettered_and_the_rest_applies(
-        caplog: pytest.LogCaptureFixture) -> None:
-    st = AgentState("default", "a1", JoinConfig(load_reward_model(), idle=None, lateness=0.0))
+        factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    st: Any = factory("default", "a1",
+                      JoinConfig(load_reward_model(), idle=None, lateness=0.0))
     d1, d2 = _decision("a1", "u1", 0), _decision("a1", "u2", 1)
     f1, f2 = (FeedbackGiven(decision_id=d.decision_id, agent_id="a1", user_id=d.user_id,
                             kind="thumbs", value=v, ts=d.ts) for d, v in ((d1, 1.0), (d2, -1.0)))
@@ -176,7 +178,7 @@ def test_an_event_the_join_fails_on_is_dead_lettered_and_the_rest_applies(
             raise RuntimeError("learner bug")
         real_update(bucket, action, reward, ts, **kw)
 
-    st.learner.update = update  # type: ignore[method-assign]
+    st.learner.update = update
     with caplog.at_level(logging.ERROR, logger="rewardflow.dataflow"):
         out = st.on_events(items, now=0.0)
     # f1 closed d1 and stays; what f2 had added (its join, d2's reward) is dropped
