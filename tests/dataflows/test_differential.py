@@ -97,7 +97,7 @@ def test_the_python_join_against_itself_is_equal_and_the_run_reaches_every_path(
     assert b'"closed_by":"timeout"' in joined and b'"closed_by":"terminal"' in joined
 
 
-class _RewardOffByAnUlp(AgentState):
+class _RewardOffBy1e15(AgentState):
     def _close(self, did: str, close_ts: float, closed_by: str, out: Emitted) -> None:
         n = len(out.rewards)
         super()._close(did, close_ts, closed_by, out)
@@ -147,7 +147,7 @@ def reference_33() -> list[bytes]:
     return _transcript(_python, 33)[0]
 
 
-@pytest.mark.parametrize("other", [_RewardOffByAnUlp, _LearnerToldLater,
+@pytest.mark.parametrize("other", [_RewardOffBy1e15, _LearnerToldLater,
                                    _DocumentMissingAUser, _WakesLate])
 def test_the_harness_catches_a_join_that_differs_in_one_small_way(
         other: type, reference_33: list[bytes]) -> None:
