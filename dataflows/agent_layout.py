@@ -16,7 +16,7 @@ from typing import Any
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import JoinConfig, derived_str
 from dataflows.open_decisions import OpenDecisions
-from schemas.events import EVENT_ADAPTER
+from schemas.events import EVENT_ADAPTER, DeadLetter, EventBase, derived_id
 
 # Open decision record layout (a list keeps snapshots small and fast).
 # _FEAT: the decision's linear-scoring features (None unless the agent declares features;
@@ -41,6 +41,26 @@ def reward_event(tenant: str, agent_id: str, did: str, rec: list[Any], reward: f
         "probe": {"trait": probe[0], "delta": probe[1]} if probe else None,
         "template": rec[_TEMPLATE],
     }
+
+
+def unjoined_letter(tenant: str, ev: EventBase, meta: tuple[Any, ...],
+                    reason: str) -> DeadLetter:
+    """The dead letter of a signal the join could not credit (``reason``: from
+    :func:`dataflows.credit.credit`); its id derives from the signal's."""
+    return DeadLetter(
+        event_id=derived_id("dlq", ev.event_id), tenant=tenant, ts=ev.ts, reason=reason,
+        step="reward_join", topic=meta[0], partition=meta[1], offset=meta[2],
+        payload=ev.model_dump_json()[:2000])
+
+
+def failed_letter(ev: EventBase, meta: tuple[Any, ...], exc: Exception) -> DeadLetter:
+    """The dead letter of an event the join failed on (a bug: bad input was dead-lettered
+    before it), with the exception as its reason."""
+    return DeadLetter(
+        event_id=derived_id("dlq", "agent", ev.event_id), tenant=ev.tenant,
+        reason=f"processing error in step 'agent': {type(exc).__name__}: {exc}",
+        step="agent", topic=meta[0], partition=meta[1], offset=meta[2],
+        payload=ev.model_dump_json()[:2000])
 
 
 def snapshot_state(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from libcpp.string cimport string
 
 from dataflows.agent_compaction import COMPACT_EVERY, PRUNE_EVERY, compact, prune
 from dataflows.agent_docs import snapshot_item
+from dataflows.agent_layout import failed_letter, unjoined_letter
 from dataflows.credit import UNATTRIBUTED, UNKNOWN
 from dataflows.dedup import ExpiringIds
 from dataflows.join_types import Emitted, derived_str
@@ -39,7 +40,7 @@ from dataflows.learner import make_learner
 from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import iso
 from dataflows.projections_native import NativeProjections
-from schemas.events import EVENT_ADAPTER, DeadLetter, derived_id
+from schemas.events import EVENT_ADAPTER
 from schemas.kinds import FEEDBACK_KINDS, TERMINAL_SIGNALS
 
 log = logging.getLogger("rewardflow.dataflow")
@@ -220,11 +221,7 @@ cdef class NativeAgentState:
                 del rewards[n_r:], policies[n_p:], dead[n_d:]
                 out.late, out.duplicates, out.joined = late, dups, joined
                 log.exception("step 'agent' failed on event %s", event.event_id)
-                dead.append(DeadLetter(
-                    event_id=derived_id("dlq", "agent", event.event_id), tenant=event.tenant,
-                    reason=f"processing error in step 'agent': {type(exc).__name__}: {exc}",
-                    step="agent", topic=meta[0], partition=meta[1], offset=meta[2],
-                    payload=event.model_dump_json()[:2000]))
+                dead.append(failed_letter(event, meta, exc))
         return out
 
     def document(self, policies, full=True):
@@ -412,10 +409,7 @@ cdef class NativeAgentState:
 
     cdef void _dead(self, object ev, object meta, str reason, object out) except *:
         self.counts["dlq"] += 1
-        out.dead.append(DeadLetter(
-            event_id=derived_id("dlq", ev.event_id), tenant=self.tenant, ts=ev.ts,
-            reason=reason, step="reward_join", topic=meta[0], partition=meta[1],
-            offset=meta[2], payload=ev.model_dump_json()[:2000]))
+        out.dead.append(unjoined_letter(self.tenant, ev, meta, reason))
 
     cdef void _close(self, str did, double close_ts, str closed_by, object out) except *:
         rec = self.open.pop(did)

@@ -60,9 +60,11 @@ from dataflows.agent_layout import (
     _SUMS,
     _TS,
     _USER,
+    failed_letter,
     restore_state,
     reward_event,
     snapshot_state,
+    unjoined_letter,
 )
 from dataflows.credit import credit
 from dataflows.dedup import ExpiringIds
@@ -72,14 +74,12 @@ from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import Projections, iso
 from schemas.events import (
     AgentUpserted,
-    DeadLetter,
     DecisionMade,
     EventBase,
     FeedbackGiven,
     PolicyRollbackRequested,
     PriorAssigned,
     SignalObserved,
-    derived_id,
 )
 from schemas.kinds import TERMINAL_SIGNALS
 
@@ -173,11 +173,7 @@ class AgentState(AgentClocks):
                 del rewards[mark[0]:], policies[mark[1]:], dead[mark[2]:]
                 out.late, out.duplicates, out.joined = mark[3:]
                 log.exception("step 'agent' failed on event %s", event.event_id)
-                dead.append(DeadLetter(
-                    event_id=derived_id("dlq", "agent", event.event_id), tenant=event.tenant,
-                    reason=f"processing error in step 'agent': {type(exc).__name__}: {exc}",
-                    step="agent", topic=meta[0], partition=meta[1], offset=meta[2],
-                    payload=event.model_dump_json()[:2000]))
+                dead.append(failed_letter(event, meta, exc))
         return out
 
     def document(self, policies: list[tuple[dict[str, Any], bytes]],
@@ -319,10 +315,7 @@ class AgentState(AgentClocks):
                              self.by_user, self.cfg.window)
         if did is None:
             self.counts["dlq"] += 1
-            out.dead.append(DeadLetter(
-                event_id=derived_id("dlq", ev.event_id), tenant=self.tenant, ts=ev.ts,
-                reason=status, step="reward_join", topic=meta[0], partition=meta[1],
-                offset=meta[2], payload=ev.model_dump_json()[:2000]))
+            out.dead.append(unjoined_letter(self.tenant, ev, meta, status))
             return
         if status == "closed":
             self.counts["late"] += 1
