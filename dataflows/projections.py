@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,35 @@ def iso(ts: float) -> str:
 def _iso(ts: float | None) -> str | None:
     """:func:`iso` of a reward's close time (a snapshot formats it again and again), or None."""
     return iso(ts) if ts is not None else None
+
+
+def relationship_doc(user_id: str, rel: list[float]) -> dict[str, Any]:
+    """The relationship document of ``rel``: ``[interactions, reward_sum, strength,
+    last_ts]`` (the projections' row of one user)."""
+    n, total, strength, last = rel
+    return {"user_id": user_id, "interactions": int(n),
+            "mean_reward": round(total / n, 9) if n else 0.0,
+            "strength": round(strength, 9), "last_ts": _iso(last)}
+
+
+def _action_stats(per_action: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    return {a: {"count": c, "success": s} for a, (c, s) in per_action.items()}
+
+
+def history_doc(recent: Iterable[dict[str, Any]], per_action: dict[str, list[int]],
+                per_bucket: dict[str, dict[str, list[int]]]) -> dict[str, Any]:
+    """The history document: recent outcomes, and success per action and per bucket."""
+    return {"recent": list(recent), "per_action": _action_stats(per_action),
+            "per_bucket": {b: _action_stats(acts) for b, acts in per_bucket.items()}}
+
+
+def history_json(recent_json: Iterable[bytes], per_action: dict[str, list[int]],
+                 per_bucket: dict[str, dict[str, list[int]]]) -> bytes:
+    """:func:`history_doc`'s JSON, from each recent outcome's JSON (serialized once)."""
+    return b"".join((
+        b'{"recent":[', b",".join(recent_json), b'],"per_action":',
+        orjson.dumps(_action_stats(per_action)), b',"per_bucket":',
+        orjson.dumps({b: _action_stats(acts) for b, acts in per_bucket.items()}), b"}"))
 
 
 class Projections:
@@ -126,10 +156,7 @@ class Projections:
         pb[1] += success
 
     def relationship_doc(self, user_id: str) -> dict[str, Any]:
-        n, total, strength, last = self.relationships[user_id]
-        return {"user_id": user_id, "interactions": int(n),
-                "mean_reward": round(total / n, 9) if n else 0.0,
-                "strength": round(strength, 9), "last_ts": _iso(last)}
+        return relationship_doc(user_id, self.relationships[user_id])
 
     def docs(self, as_of: float, full: bool = True) -> dict[str, Any]:
         """JSON-able documents: ``summary`` fields and, when ``full``, one per window and
@@ -146,12 +173,7 @@ class Projections:
             agg = window_totals(w, buckets, as_of, iso)
             agg["buckets"] = {str(s): row for s, row in sorted(buckets.items())}
             out[w] = agg
-        out["history"] = {
-            "recent": list(self.recent),
-            "per_action": {a: {"count": c, "success": s} for a, (c, s) in self.per_action.items()},
-            "per_bucket": {b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
-                           for b, acts in self.per_bucket.items()},
-        }
+        out["history"] = history_doc(self.recent, self.per_action, self.per_bucket)
         return out
 
     def _recent_json(self) -> deque[bytes]:
@@ -181,14 +203,7 @@ class Projections:
         >>> p.history_json() == orjson.dumps(p.docs(as_of=120.0)["history"])
         True
         """
-        return b"".join((
-            b'{"recent":[', b",".join(self._recent_json()), b'],"per_action":',
-            orjson.dumps({a: {"count": c, "success": s}
-                          for a, (c, s) in self.per_action.items()}),
-            b',"per_bucket":',
-            orjson.dumps({b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
-                          for b, acts in self.per_bucket.items()}),
-            b"}"))
+        return history_json(self._recent_json(), self.per_action, self.per_bucket)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -15,7 +15,7 @@ from libc.math cimport pow
 
 import orjson
 
-from dataflows.projections import iso
+from dataflows.projections import history_doc, history_json, iso, relationship_doc
 from schemas.projections import WINDOWS
 
 cdef tuple _WINDOWS = tuple((w, length, width) for w, (length, width) in WINDOWS.items())
@@ -128,10 +128,7 @@ cdef class NativeProjections:
         pb[1] += success
 
     def relationship_doc(self, str user_id):
-        n, total, strength, last = self.relationships[user_id]
-        return {"user_id": user_id, "interactions": int(n),
-                "mean_reward": round(total / n, 9) if n else 0.0,
-                "strength": round(strength, 9), "last_ts": _iso(last)}
+        return relationship_doc(user_id, self.relationships[user_id])
 
     def docs(self, double as_of, bint full=True):
         """The ``summary`` fields and, when ``full``, each window and ``history``."""
@@ -144,12 +141,7 @@ cdef class NativeProjections:
         if not full:
             return out
         out.update(self.window_docs(as_of))
-        out["history"] = {
-            "recent": list(self.recent),
-            "per_action": {a: {"count": c, "success": s} for a, (c, s) in self.per_action.items()},
-            "per_bucket": {b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
-                           for b, acts in self.per_bucket.items()},
-        }
+        out["history"] = history_doc(self.recent, self.per_action, self.per_bucket)
         return out
 
     cdef object _recent_json(self):
@@ -171,14 +163,7 @@ cdef class NativeProjections:
 
     def history_json(self):
         """The history document's JSON, with each recent entry's JSON cached."""
-        return b"".join((
-            b'{"recent":[', b",".join(self._recent_json()), b'],"per_action":',
-            orjson.dumps({a: {"count": c, "success": s}
-                          for a, (c, s) in self.per_action.items()}),
-            b',"per_bucket":',
-            orjson.dumps({b: {a: {"count": c, "success": s} for a, (c, s) in acts.items()}
-                          for b, acts in self.per_bucket.items()}),
-            b"}"))
+        return history_json(self._recent_json(), self.per_action, self.per_bucket)
 
     def take_touched_users(self):
         users = sorted(self.touched_users)
