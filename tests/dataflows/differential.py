@@ -24,13 +24,12 @@ import heapq
 import pickle
 import random
 import uuid
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage
 
 from dataflows.join_types import AgentCore, Emitted, JoinConfig
 from dataflows.learner import make_learner
@@ -39,6 +38,7 @@ from schemas.agent import AgentSpec
 from schemas.events import AgentUpserted, PolicyRollbackRequested, PriorAssigned, dump_event
 from schemas.priors import Archetype, PriorDocument
 from schemas.topics import Topics
+from tests.dataflows.streams import keyed_messages
 
 Factory = Callable[[str, str, JoinConfig], AgentCore]
 
@@ -157,13 +157,7 @@ def _emitted(out: Emitted) -> bytes:
 def parsed(stream: list[tuple[str, bytes]]) -> list[Any]:
     """The flow's input step over ``stream`` (two partitions a topic, keyed by agent): the
     valid events as :class:`dataflows.source.Parsed` items, in arrival order."""
-    msgs, offsets = [], {}
-    for topic, raw in stream:
-        doc = orjson.loads(raw)
-        pk = (topic, zlib.crc32(str(doc.get("agent_id", "")).encode()) % 2)
-        off = offsets[pk] = offsets.get(pk, -1) + 1
-        msgs.append(KafkaSourceMessage(key=None, value=raw, topic=topic, partition=pk[1],
-                                       offset=off))
+    msgs = keyed_messages(stream, {})
     return [item for _, item in parse_and_clock(msgs, {}, "dlq", ShardCache(64))
             if item.__class__ is not KafkaSinkMessage]
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import uuid
+import zlib
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from schemas.events import DecisionMade, EventBase, FeedbackGiven, SignalObserved, dump_event
@@ -22,6 +24,21 @@ def to_messages(events: list[tuple[str, EventBase | bytes]]) -> list[KafkaSource
         offsets[topic] = off + 1
         value = ev if isinstance(ev, bytes) else dump_event(ev)
         out.append(KafkaSourceMessage(key=b"k", value=value, topic=topic, partition=0,
+                                      offset=off))
+    return out
+
+
+def keyed_messages(stream: list[tuple[str, bytes]], offsets: dict[tuple[str, int], int]
+                   ) -> list[KafkaSourceMessage]:
+    """(topic, JSON) pairs as producers keyed by agent send them: two partitions a topic,
+    by the agent id's CRC32, with running offsets kept in ``offsets`` (pass the same dict
+    again to go on after the last message, as a replay would)."""
+    out = []
+    for topic, raw in stream:
+        doc = orjson.loads(raw)
+        pk = (topic, zlib.crc32(str(doc.get("agent_id", "")).encode()) % 2)
+        off = offsets[pk] = offsets.get(pk, -1) + 1
+        out.append(KafkaSourceMessage(key=None, value=raw, topic=topic, partition=pk[1],
                                       offset=off))
     return out
 

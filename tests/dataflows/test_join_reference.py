@@ -14,12 +14,11 @@ the step's glue is checked too.
 from __future__ import annotations
 
 import pickle
-import zlib
 from typing import Any
 
 import orjson
 import pytest
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from dataflows.agent_state import AgentState
@@ -31,7 +30,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from tests.dataflows.mixed_stream import mixed_stream
 from tests.dataflows.reference import reference
-from tests.dataflows.streams import to_messages
+from tests.dataflows.streams import keyed_messages, to_messages
 
 WINDOW, LATENESS, HISTORY, HALF_LIFE = 600.0, 2.0, 20, 7 * 86400.0
 AGENTS = 12
@@ -53,13 +52,7 @@ class Join:
         self.shards = ShardCache(64)
 
     def feed(self, stream: list[tuple[str, bytes]]) -> None:
-        msgs = []
-        for topic, raw in stream:  # producers key by agent: two partitions per topic
-            doc = orjson.loads(raw)
-            pk = (topic, zlib.crc32(str(doc.get("agent_id", "")).encode()) % 2)
-            off = self.offsets[pk] = self.offsets.get(pk, -1) + 1
-            msgs.append(KafkaSourceMessage(key=None, value=raw, topic=topic, partition=pk[1],
-                                           offset=off))
+        msgs = keyed_messages(stream, self.offsets)
         for _, item in parse_and_clock(msgs, self.clocks, "ref.dlq", self.shards):
             if item.__class__ is KafkaSinkMessage:
                 self.garbage += 1
