@@ -2,8 +2,8 @@
 
 Prints the path of the fastest-built CPython 3.11 on the machine. The flow spends its CPU
 running Python, and how CPython was built matters: on the project's 2-core machine the
-distribution's ``/usr/bin/python3.11`` (linked statically, built with profile-guided and
-link-time optimization) ran ``python -m bench.flow_profile`` with 9-12% less CPU per event
+distribution's ``/usr/bin/python3.11`` (linked statically; Debian builds it with
+profile-guided optimization) ran ``python -m bench.flow_profile`` with 9-12% less CPU per event
 from a backlog (four pairs) and a median 7% less live at 10k events/s (ten pairs, -2 to
 +12%) than pyenv's default build of 3.11 (``--enable-shared``, no optimizations), which
 ``python3`` resolved to first (2026-12-06, each pair at once, one on each core, then
