@@ -12,7 +12,9 @@ swapped; ``docs/pipeline-history.md``). The official ``python:3.11`` Docker imag
 
 A candidate is a ``python3.11`` on ``PATH``, ``python3`` if it is 3.11, or
 ``/usr/bin/python3.11`` or ``/usr/local/bin/python3.11``; it must be able to create a venv
-with pip (``ensurepip``). Among them the first optimized one wins (built with
+with pip (``ensurepip``) and have its C headers (``Python.h``: ``make install`` compiles the
+native join against them; a distribution's interpreter may lack both without its ``-venv``
+and ``-dev`` packages). Among them the first optimized one wins (built with
 ``--enable-optimizations``, or not loading a shared ``libpython``), else the first one.
 ``make install PY=...`` overrides the choice; with no candidate at all this prints
 ``python3`` and the Makefile goes on with it.
@@ -38,8 +40,10 @@ try:
 except OSError:
     shared = None
 args = sysconfig.get_config_var("CONFIG_ARGS") or ""
+headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 print(json.dumps({"exe": os.path.realpath(sys.executable), "version": list(sys.version_info[:2]),
-                  "venv": can_venv, "shared": shared, "pgo": "--enable-optimizations" in args}))
+                  "usable": can_venv and headers, "shared": shared,
+                  "pgo": "--enable-optimizations" in args}))
 """
 
 
@@ -67,19 +71,19 @@ def optimized(info: dict[str, object]) -> bool:
 
 
 def choose(infos: list[dict[str, object]]) -> str | None:
-    """The executable to build the venv from: 3.11 and able to make a venv, the first
-    optimized one, else the first one.
+    """The executable to build the venv from: 3.11 and able to make a venv and build
+    extensions (``usable``), the first optimized one, else the first one.
 
-    >>> slow = {"exe": "/pyenv/3.11.7/bin/python3.11", "version": [3, 11], "venv": True,
+    >>> slow = {"exe": "/pyenv/3.11.7/bin/python3.11", "version": [3, 11], "usable": True,
     ...         "shared": True, "pgo": False}
-    >>> fast = {"exe": "/usr/bin/python3.11", "version": [3, 11], "venv": True,
+    >>> fast = {"exe": "/usr/bin/python3.11", "version": [3, 11], "usable": True,
     ...         "shared": False, "pgo": False}
-    >>> choose([slow, fast]), choose([slow]), choose([{**fast, "venv": False}, slow])
+    >>> choose([slow, fast]), choose([slow]), choose([{**fast, "usable": False}, slow])
     ('/usr/bin/python3.11', '/pyenv/3.11.7/bin/python3.11', '/pyenv/3.11.7/bin/python3.11')
     >>> choose([{**fast, "version": [3, 13]}]) is None
     True
     """
-    usable = [i for i in infos if i["version"] == [3, 11] and i["venv"]]
+    usable = [i for i in infos if i["version"] == [3, 11] and i["usable"]]
     best = next((i for i in usable if optimized(i)), usable[0] if usable else None)
     return str(best["exe"]) if best is not None else None
 

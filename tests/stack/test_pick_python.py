@@ -16,7 +16,7 @@ def test_probe_reports_this_interpreter():
     assert info is not None
     assert info["version"] == list(sys.version_info[:2])
     assert Path(str(info["exe"])).resolve() == Path(sys.executable).resolve()
-    assert info["venv"] is True  # this interpreter made a venv (the one running the tests)
+    assert info["usable"] is True  # it made the venv running the tests, and built its extensions
     assert info["shared"] in (True, False)  # Linux: read from /proc/self/maps
 
 
@@ -26,11 +26,11 @@ def test_script_prints_a_python_311_that_can_make_a_venv():
     info = pick_python.probe(out)
     assert info is not None, out
     assert info["version"] == [3, 11]
-    assert info["venv"] is True
+    assert info["usable"] is True
 
 
 def test_an_optimized_build_wins_over_an_earlier_plain_one():
-    plain = {"exe": "/a/python3.11", "version": [3, 11], "venv": True, "shared": True,
+    plain = {"exe": "/a/python3.11", "version": [3, 11], "usable": True, "shared": True,
              "pgo": False}
     pgo = {**plain, "exe": "/b/python3.11", "pgo": True}
     static = {**plain, "exe": "/c/python3.11", "shared": False}
