@@ -74,7 +74,6 @@ from dataflows.open_decisions import OpenDecisions
 from dataflows.projections import Projections, iso
 from schemas.events import (
     AgentUpserted,
-    DecisionMade,
     EventBase,
     FeedbackGiven,
     PolicyRollbackRequested,
@@ -89,6 +88,9 @@ _RANK = {"AgentUpserted": 0, "PolicyRollbackRequested": 0, "PriorAssigned": 0,
 #: Which watermark stream an event type belongs to.
 _STREAM = {"AgentUpserted": "d", "PolicyRollbackRequested": "d", "PriorAssigned": "d",
            "DecisionMade": "d", "FeedbackGiven": "s", "SignalObserved": "s"}
+#: the types the join credits to a decision (dispatched on ``type``: the input step gives
+#: pydantic models or :mod:`dataflows.decode`'s structs)
+_SIGNAL_TYPES = frozenset({"FeedbackGiven", "SignalObserved"})
 log = logging.getLogger("rewardflow.dataflow")
 
 
@@ -278,7 +280,9 @@ class AgentState(AgentClocks):
         return out
 
     # -- join -----------------------------------------------------------------------------
-    def _apply(self, ev: EventBase, ts: float, meta: Meta, out: Emitted) -> None:
+    def _apply(self, ev: Any, ts: float, meta: Meta, out: Emitted) -> None:
+        """Apply a released event: a model of :mod:`schemas.events` or, for the three hot
+        types, a :mod:`dataflows.decode` struct with the same fields."""
         if isinstance(ev, AgentUpserted):
             self.counts["agents"] += 1
             self.learner.set_spec(ev.spec)
@@ -294,7 +298,7 @@ class AgentState(AgentClocks):
             if ev.template == self.template:  # else the agent left that template meanwhile
                 self.learner.assign_prior(ev.prior)
                 self._publish(ts, out, deferred=True)  # the gateway explores by it at once
-        elif isinstance(ev, DecisionMade):
+        elif ev.type == "DecisionMade":  # a model, or dataflows.decode's struct
             did = str(ev.decision_id)
             if did in self.open or did in self.closed:
                 self.counts["duplicates"] += 1
@@ -306,7 +310,7 @@ class AgentState(AgentClocks):
                                 ev.template or self.template, probe, {}, 0,
                                 self.learner.feature_vector(ev.context)], ts)
             self.by_user[ev.user_id] = (ts, did)
-        elif isinstance(ev, FeedbackGiven | SignalObserved):
+        elif ev.type in _SIGNAL_TYPES:
             self._join(ev, ts, meta, out)
 
     def _join(self, ev: FeedbackGiven | SignalObserved, ts: float, meta: Meta,
@@ -329,7 +333,7 @@ class AgentState(AgentClocks):
         rec[_NSIG] += 1
         self.counts["joined"] += 1
         out.joined += 1
-        if isinstance(ev, FeedbackGiven):
+        if ev.type == "FeedbackGiven":
             self._close(did, ts, "feedback", out)
         elif ev.kind in TERMINAL_SIGNALS:
             self._close(did, ts, "terminal", out)
