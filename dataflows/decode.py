@@ -130,40 +130,46 @@ class DecisionIn(FastEvent, tag="DecisionMade", kw_only=True):
             _checked(self.template, _NAMES, _NAME)
 
 
-def _in_range(value: float, lo: float, hi: float) -> None:
-    if not lo <= value <= hi:
-        msg = f"value {value} out of range [{lo}, {hi}]"
-        raise ValueError(msg)
+class _Credited(FastEvent, kw_only=True):
+    """What feedback and signals share: the decision they may name, agent and user, a kind
+    and a value in the kind's range (:meth:`_range`)."""
 
-
-class FeedbackIn(FastEvent, tag="FeedbackGiven", kw_only=True):
-    """:class:`schemas.events.FeedbackGiven` (``rating`` 1..5, every other kind -1..1)."""
-
-    type: ClassVar[str] = "FeedbackGiven"
     decision_id: uuid.UUID | None = None
     agent_id: Name
     user_id: UserId
-    kind: FeedbackKindIn
+    kind: str
     value: float
 
     def __post_init__(self) -> None:
         self._check(self.agent_id)
-        _in_range(self.value, *((1.0, 5.0) if self.kind == "rating" else (-1.0, 1.0)))
+        lo, hi = self._range()
+        if not lo <= self.value <= hi:
+            msg = f"value {self.value} out of range [{lo}, {hi}]"
+            raise ValueError(msg)
+
+    def _range(self) -> tuple[float, float]:
+        raise NotImplementedError
 
 
-class SignalIn(FastEvent, tag="SignalObserved", kw_only=True):
+class FeedbackIn(_Credited, tag="FeedbackGiven", kw_only=True):
+    """:class:`schemas.events.FeedbackGiven` (``rating`` 1..5, every other kind -1..1)."""
+
+    type: ClassVar[str] = "FeedbackGiven"
+    kind: FeedbackKindIn
+
+    def _range(self) -> tuple[float, float]:
+        return (1.0, 5.0) if self.kind == "rating" else (-1.0, 1.0)
+
+
+class SignalIn(_Credited, tag="SignalObserved", kw_only=True):
     """:class:`schemas.events.SignalObserved` (each kind's range: ``SIGNAL_RANGES``)."""
 
     type: ClassVar[str] = "SignalObserved"
-    decision_id: uuid.UUID | None = None
-    agent_id: Name
-    user_id: UserId
     kind: SignalKindIn
     value: float = 1.0
 
-    def __post_init__(self) -> None:
-        self._check(self.agent_id)
-        _in_range(self.value, *SIGNAL_RANGES[self.kind])
+    def _range(self) -> tuple[float, float]:
+        return SIGNAL_RANGES[self.kind]
 
 
 FAST_TYPES: tuple[type[FastEvent], ...] = (DecisionIn, FeedbackIn, SignalIn)
