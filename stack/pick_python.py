@@ -101,13 +101,18 @@ def probe(path: str) -> dict[str, object] | None:
 
 
 def main() -> int:
-    seen: set[str] = set()
+    probed: set[str] = set()  # files probed (/bin/python3.11 is /usr/bin/python3.11: once)
+    ran: set[str] = set()  # executables they ran (a pyenv shim runs one of its versions)
     infos: list[dict[str, object]] = []
     for path in candidates():
-        info = probe(path)
-        if info is None or info["exe"] in seen:
+        real = os.path.realpath(path)
+        if real in probed:
             continue
-        seen.add(str(info["exe"]))
+        probed.add(real)
+        info = probe(path)
+        if info is None or info["exe"] in ran:
+            continue
+        ran.add(str(info["exe"]))
         infos.append(info)
     print(choose(infos) or "python3")
     return 0
